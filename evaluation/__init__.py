@@ -1,0 +1,1 @@
+"""Corruption benchmarks, eps*, attacks and reports."""

@@ -1,0 +1,81 @@
+"""Noise generators g_phi: z ~ N(0, I) -> delta, image-content independent (SPEC.md).
+
+1x1: four 1x1 convolutions C -> 20 -> 20 -> 20 -> C, ReLU after the first three, plus
+a residual from z, so the noise is i.i.d. per pixel but its distribution is learned.
+3x3: the second convolution has a 3x3 kernel without padding (correlation length
+3x3 pixels); z is drawn 2 pixels larger per spatial dimension and the residual is
+its centre crop. Weights ~ N(0, 0.01^2), biases 0, so at init the output is ~z.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from generators.rescale import clipping_aware_rescale
+
+HIDDEN_CHANNELS = 20
+INIT_STD = 0.01
+
+
+class NoiseGenerator(nn.Module):
+    """Learned noise distribution. ``kernel`` is the second layer's kernel size (1 or 3)."""
+
+    def __init__(self, channels: int, *, kernel: int = 1, hidden: int = HIDDEN_CHANNELS) -> None:
+        super().__init__()
+        if kernel not in (1, 3):
+            raise ValueError(f"kernel must be 1 or 3, got {kernel}")
+        self.channels = channels
+        self.kernel = kernel
+        self.margin = kernel // 2  # pixels z is drawn larger on each side
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, kernel),
+            nn.ReLU(),
+            nn.Conv2d(hidden, hidden, 1),
+            nn.ReLU(),
+            nn.Conv2d(hidden, channels, 1),
+        )
+        for module in self.net:
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=INIT_STD)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        m = self.margin
+        residual = z[:, :, m : z.shape[2] - m, m : z.shape[3] - m] if m else z
+        return self.net(z) + residual
+
+    def latent_shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
+        m = 2 * self.margin
+        return (batch, self.channels, height + m, width + m)
+
+    def sample(self, like: torch.Tensor, *, rng: torch.Generator | None = None) -> torch.Tensor:
+        """Raw (un-rescaled) noise with the shape of the image batch ``like``."""
+        b, _, h, w = like.shape
+        z = torch.randn(
+            self.latent_shape(b, h, w), device=like.device, dtype=like.dtype, generator=rng
+        )
+        return self(z)
+
+    def perturb(
+        self, x: torch.Tensor, *, epsilon: float, rng: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """``clip(x + delta)`` with ``||delta||_2 = epsilon`` exactly, per image."""
+        return clipping_aware_rescale(x, self.sample(x, rng=rng), epsilon=epsilon)
+
+
+GENERATOR_KERNELS: dict[str, int] = {"1x1": 1, "3x3": 3}
+
+
+def create_generator(kind: str, *, channels: int) -> NoiseGenerator:
+    """Factory by name: ``"1x1"`` or ``"3x3"``."""
+    if kind not in GENERATOR_KERNELS:
+        raise KeyError(f"unknown generator {kind!r}; known: {sorted(GENERATOR_KERNELS)}")
+    return NoiseGenerator(channels, kernel=GENERATOR_KERNELS[kind])
+
+
+GeneratorFactory = Callable[[], NoiseGenerator]

@@ -1,0 +1,114 @@
+"""Training a noise generator against a classifier: one step, or from scratch.
+
+The generator maximises the classifier's cross-entropy on ``clip(x + delta)`` with
+``||delta||_2 = epsilon`` (loss = -CE), the classifier frozen in eval mode (SPEC.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from generators.networks import NoiseGenerator, create_generator
+from generators.rescale import clipping_aware_rescale
+
+FROM_SCRATCH_LR = 5e-4  # Adam lr for a fresh generator against a fixed classifier
+FROM_SCRATCH_ITERATIONS = 1000
+JOINT_LR = 1e-4  # Adam lr for the generator during joint ANT
+
+
+@contextlib.contextmanager
+def frozen(classifier: nn.Module) -> Iterator[nn.Module]:
+    """Classifier in eval mode with parameters that collect no gradient; restored after."""
+    was_training = classifier.training
+    flags = [p.requires_grad for p in classifier.parameters()]
+    classifier.eval()
+    for p in classifier.parameters():
+        p.requires_grad_(False)
+    try:
+        yield classifier
+    finally:
+        for p, flag in zip(classifier.parameters(), flags, strict=True):
+            p.requires_grad_(flag)
+        classifier.train(was_training)
+
+
+def generator_step(
+    generator: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    classifier: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    epsilon: float,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> float:
+    """One Adam step of ``generator`` that raises the frozen classifier's CE; returns CE.
+
+    ``generator`` may be DDP-wrapped (its gradients are then averaged over ranks);
+    ``classifier`` must be the bare module, so no classifier all-reduce is triggered.
+    """
+    core: NoiseGenerator = getattr(generator, "module", generator)
+    with frozen(classifier):
+        b, _, h, w = x.shape
+        z = torch.randn(core.latent_shape(b, h, w), device=x.device, dtype=x.dtype)
+        # The projection runs in float32 even under AMP: it inverts a cumulative sum.
+        noisy = clipping_aware_rescale(x, generator(z).float(), epsilon=epsilon)
+        with autocast():
+            ce = F.cross_entropy(classifier(noisy), y)
+        optimizer.zero_grad(set_to_none=True)
+        (-ce).backward()
+        optimizer.step()
+    return float(ce.detach())
+
+
+def train_generator_from_scratch(
+    classifier: nn.Module,
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    *,
+    kind: str = "1x1",
+    epsilon: float,
+    iterations: int = FROM_SCRATCH_ITERATIONS,
+    lr: float = FROM_SCRATCH_LR,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[NoiseGenerator, list[float]]:
+    """A fresh generator (Adam ``lr``, ``iterations`` steps) against a fixed classifier.
+
+    ``batches`` is cycled as often as needed. Returns the generator (eval mode, on
+    ``device``) and the CE after each step. ``should_stop`` lets a caller end early.
+    """
+    device = torch.device(device)
+    first_x, _ = next(iter(batches))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        generator = create_generator(kind, channels=first_x.shape[1])
+    generator.to(device)
+    optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
+    classifier = classifier.to(device)
+    history: list[float] = []
+    for x, y in itertools.islice(_cycle(batches), iterations):
+        if should_stop is not None and should_stop():
+            break
+        history.append(
+            generator_step(
+                generator, optimizer, classifier, x.to(device), y.to(device), epsilon=epsilon
+            )
+        )
+    return generator.eval(), history
+
+
+def _cycle(batches: Iterable) -> Iterator:
+    while True:
+        empty = True
+        for item in batches:
+            empty = False
+            yield item
+        if empty:
+            raise ValueError("train_generator_from_scratch got no batches")

@@ -1,0 +1,122 @@
+"""``antray train | config show | eval | tune``: a thin layer over importable functions.
+
+Errors a user can cause print one line on stderr and exit 2; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from orchestrator.errors import UserError
+
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPython
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from trainers.data import DataMissingError
+    from trainers.worker_env import CheckpointError
+
+    types: list[type[BaseException]] = [UserError, DataMissingError, CheckpointError]
+    try:
+        from evaluation.benchmarks import BenchmarkDataError
+
+        types.append(BenchmarkDataError)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="experiment YAML (configs/*.yaml); defaults if omitted")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. --set optim.epochs=3 (repeatable)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="antray", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train a classifier (vanilla, GNT, Speckle, ANT)")
+    _add_config_args(train)
+    train.add_argument("--run-dir", help="output directory (default runs/<name>-<time>)")
+    train.add_argument("--data-root", help="dataset root (else $ANTRAY_DATA_ROOT, else ./data)")
+    train.add_argument(
+        "--backend",
+        choices=["ray", "local"],
+        default="local",
+        help="ray: Ray Train workers + generator actors; local: one process",
+    )
+    train.add_argument("--address", help="join a Ray cluster: auto or ray://host:port")
+    train.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing --run-dir")
+
+    config = sub.add_parser("config", help="inspect configs")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser("show", help="print the resolved config")
+    _add_config_args(show)
+
+    from evaluation.cli import add_eval_parser
+
+    add_eval_parser(sub)
+    return parser
+
+
+def _train(args: argparse.Namespace) -> int:
+    from orchestrator.config import load_config
+    from orchestrator.run_dir import default_run_dir
+    from orchestrator.train import train_from_config
+
+    if args.resume and not args.run_dir:
+        raise UserError("--resume needs --run-dir RUN")
+    cfg = load_config(args.config, args.overrides)
+    run_dir = args.run_dir or default_run_dir(cfg.experiment.name)
+    metrics = train_from_config(
+        cfg,
+        run_dir,
+        backend=args.backend,
+        data_root=args.data_root,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        address=args.address,
+    )
+    print(f"run directory: {os.path.abspath(run_dir)}")
+    for key in ("val_clean_acc", "val_gaussian_acc", "val_generator_acc"):
+        if key in metrics:
+            print(f"{key}: {metrics[key]:.4f}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "train":
+            return _train(args)
+        if args.command == "config":
+            from orchestrator.config import load_config
+
+            print(load_config(args.config, args.overrides).to_yaml(), end="")
+            return 0
+        if args.command == "eval":
+            from evaluation.cli import run_eval
+
+            return run_eval(args)
+    except _user_error_types() as exc:
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"antray: error: {message}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Typed, frozen experiment configs loaded from YAML.
+
+Unknown keys and wrong types are errors that name the key and the file; ``--set
+a.b=value`` overrides any leaf. Defaults reproduce the paper's reference settings
+where the paper gives one (SPEC.md); MNIST-specific values live in configs/*.yaml.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from orchestrator.errors import UserError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+
+
+class ExperimentSection(_Frozen):
+    name: str = "antray"
+    seed: int = 0
+
+
+class DataSection(_Frozen):
+    dataset: Literal["mnist", "cifar10", "imagenet", "synthetic"] = "mnist"
+    root: str | None = None  # else --data-root, ANTRAY_DATA_ROOT, ./data
+    stylized_root: str | None = None  # Stylized-ImageNet folder for ANT+SIN
+    batch_size: PositiveInt = 128
+    eval_batch_size: PositiveInt = 512
+    loader_workers: NonNegInt = 0
+    limit_train: PositiveInt | None = None  # first N training images (tests, smoke runs)
+    limit_test: PositiveInt | None = None
+
+
+class ModelSection(_Frozen):
+    name: str = "madry_cnn"
+    num_classes: PositiveInt = 10
+    weights_path: str | None = None  # local pretrained weights (resnet50)
+
+
+class OptimSection(_Frozen):
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: Annotated[float, Field(gt=0)] = 1e-3
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    epochs: PositiveInt = 1
+    max_steps: PositiveInt | None = None  # stop early after this many classifier steps
+    step_size_epochs: PositiveInt = 60  # StepLR, reference: 60 epochs, gamma 0.1
+    gamma: Annotated[float, Field(gt=0, le=1)] = 0.1
+
+
+class SharesSection(_Frozen):
+    """Fractions of each classifier batch (SPEC.md: 50 / 30 / 20, ANT+SIN 25 / 30 / 45)."""
+
+    clean: Share = 0.5
+    current: Share = 0.3
+    replay: Share = 0.2
+    stylized: Share = 0.0
+
+    @model_validator(mode="after")
+    def _sum_to_one(self) -> SharesSection:
+        total = self.clean + self.current + self.replay + self.stylized
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"shares must sum to 1, got {total:.6g}")
+        return self
+
+
+class NoiseSection(_Frozen):
+    mode: Literal["vanilla", "gnt", "speckle", "ant"] = "ant"
+    sigmas: tuple[Annotated[float, Field(ge=0)], ...] = (0.5,)  # GNT: one, or a set per image
+    speckle_levels: tuple[Annotated[float, Field(ge=0)], ...] = (0.15, 0.2, 0.35, 0.45, 0.6)
+    shares: SharesSection = SharesSection()
+
+    @model_validator(mode="after")
+    def _levels(self) -> NoiseSection:
+        if not self.sigmas:
+            raise ValueError("sigmas must not be empty")
+        if not self.speckle_levels:
+            raise ValueError("speckle_levels must not be empty")
+        return self
+
+
+class AntSection(_Frozen):
+    generator: Literal["1x1", "3x3"] = "1x1"
+    epsilon: Annotated[float, Field(gt=0)] = 135.0  # l2 size in [0,1] pixel units
+    generator_lr: Annotated[float, Field(gt=0)] = 1e-4
+    restart_lr: Annotated[float, Field(gt=0)] = 5e-4
+    restart_iterations: NonNegInt = 1000  # 0 disables restarts
+    restart_every_steps: PositiveInt | None = None  # else once per epoch (reference)
+    snapshot_every_steps: PositiveInt | None = None  # else once per epoch (reference)
+    replay_capacity: PositiveInt = 64
+    replay_eviction: Literal["fifo", "random"] = "fifo"
+    replay_generators_per_batch: PositiveInt = 2  # reference: 0.1 of the batch per old generator
+
+
+class RuntimeSection(_Frozen):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = False  # bf16 autocast on CUDA
+    channels_last: bool = False
+    num_workers: PositiveInt = 1  # Ray Train data-parallel workers
+    cpus_per_worker: Annotated[float, Field(gt=0)] = 1.0
+    gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0
+    generator_actor_cpus: Annotated[float, Field(gt=0)] = 1.0
+    generator_actor_gpus: Annotated[float, Field(ge=0)] = 0.0
+    torch_threads: NonNegInt = 0  # 0 leaves torch's default
+    log_every_steps: PositiveInt = 50
+    checkpoint_every_epochs: PositiveInt = 1
+    max_failures: int = 1
+    checkpoints_to_keep: PositiveInt = 2
+
+
+class TrackingSection(_Frozen):
+    mlflow_uri: str | None = None  # else MLFLOW_TRACKING_URI, else sqlite under the run dir
+    experiment: str = "antray"
+
+
+class ExperimentConfig(_Frozen):
+    experiment: ExperimentSection = ExperimentSection()
+    data: DataSection = DataSection()
+    model: ModelSection = ModelSection()
+    optim: OptimSection = OptimSection()
+    noise: NoiseSection = NoiseSection()
+    ant: AntSection = AntSection()
+    runtime: RuntimeSection = RuntimeSection()
+    tracking: TrackingSection = TrackingSection()
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "<root>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    extra = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"config error in {source}: {key}: {msg}{extra}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``a.b=value`` -> (["a", "b"], value parsed as YAML: numbers, bools, lists)."""
+    if "=" not in text:
+        raise UserError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise UserError(f"--set expects key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise UserError(f"--set {key}: cannot parse value {raw!r}: {exc}") from None
+    return key.strip().split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    data = _deep_copy(raw)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise UserError(f"--set {'.'.join(path)}: {part} is not a section")
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}
+
+
+def validate_config(raw: dict[str, Any], *, source: str = "<config>") -> ExperimentConfig:
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise UserError(_format_error(err, source)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read a YAML experiment (or the defaults when ``path`` is None) and apply overrides."""
+    raw: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        if not path.is_file():
+            raise UserError(f"config file not found: {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(
+                f"config error in {path}: invalid YAML: {exc}".splitlines()[0]
+            ) from None
+        if not isinstance(raw, dict):
+            raise UserError(f"config error in {path}: top level must be a mapping")
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+        source += " (with --set)"
+    return validate_config(raw, source=source)

@@ -1,0 +1,38 @@
+"""Single-process training: the paper's reference behaviour (restarts block).
+
+Used by ``antray train --backend local`` and by fast tests; the Ray runner runs
+the same ``trainers.loop.run_worker`` on Ray Train workers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import ExperimentConfig
+from trainers.data import IMAGE_SPECS
+from trainers.generator_service import InlineGeneratorService
+from trainers.loop import run_worker
+from trainers.worker_env import LocalEnv
+
+
+def inline_service(*, cfg: ExperimentConfig, loader, precision, rank: int):
+    return InlineGeneratorService(
+        kind=cfg.ant.generator,
+        channels=IMAGE_SPECS[cfg.data.dataset].channels,
+        epsilon=cfg.ant.epsilon,
+        batches=loader,
+        iterations=cfg.ant.restart_iterations,
+        lr=cfg.ant.restart_lr,
+        capacity=cfg.ant.replay_capacity,
+        eviction=cfg.ant.replay_eviction,
+        device=precision.device,
+        seed=cfg.experiment.seed,
+    )
+
+
+def train_local(
+    cfg: ExperimentConfig, run_dir: Path, *, data_root: str | None = None, resume: bool = False
+) -> dict[str, Any]:
+    env = LocalEnv(run_dir, resume=resume)
+    return run_worker(cfg, env, make_service=inline_service, data_root=data_root)

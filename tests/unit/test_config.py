@@ -1,0 +1,92 @@
+"""Configs: every shipped YAML loads; bad input is one line on stderr and exit 2."""
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from orchestrator.cli import main
+from orchestrator.config import load_config
+from orchestrator.errors import UserError
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert cfg.experiment.name
+
+
+def test_overrides_apply_and_parse_types():
+    cfg = load_config(None, ["optim.epochs=3", "noise.sigmas=[0.1, 0.2]", "runtime.amp=true"])
+    assert cfg.optim.epochs == 3 and cfg.noise.sigmas == (0.1, 0.2) and cfg.runtime.amp is True
+
+
+def test_config_is_frozen():
+    cfg = load_config(None)
+    with pytest.raises(ValidationError):
+        cfg.optim.epochs = 5  # type: ignore[misc]
+
+
+BAD = [
+    ("unknown key", ["ant.bogus=1"], "ant.bogus: unknown key"),
+    ("unknown section", ["trainer.batch_size=1"], "trainer: unknown key"),
+    ("wrong type", ["optim.epochs=many"], "optim.epochs"),
+    ("sigma < 0", ["noise.sigmas=[-0.1]"], "noise.sigmas.0"),
+    ("epsilon = 0", ["ant.epsilon=0"], "ant.epsilon"),
+    ("epsilon < 0", ["ant.epsilon=-3"], "ant.epsilon"),
+    ("shares do not sum to 1", ["noise.shares.clean=0.9"], "noise.shares"),
+    ("share out of range", ["noise.shares.clean=1.5"], "noise.shares.clean"),
+]
+
+
+@pytest.mark.parametrize("name,overrides,expected", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_exits_2_with_one_line(name, overrides, expected, capsys):
+    argv = ["config", "show"]
+    for o in overrides:
+        argv += ["--set", o]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
+
+
+def test_unknown_key_in_file_names_file_and_key(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim: {epochs: 1, learning_rate: 0.1}\n")
+    assert main(["config", "show", "--config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert str(bad) in err and "optim.learning_rate: unknown key" in err
+
+
+def test_missing_config_file():
+    with pytest.raises(UserError, match="not found"):
+        load_config("/nonexistent/x.yaml")
+
+
+def test_missing_data_exits_2(tmp_path, capsys):
+    code = main(
+        [
+            "train",
+            "--backend",
+            "local",
+            "--config",
+            str(CONFIGS[0]),
+            "--data-root",
+            str(tmp_path),
+            "--run-dir",
+            str(tmp_path / "run"),
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "train-images-idx3-ubyte.gz" in err and str(tmp_path / "MNIST" / "raw") in err
+
+
+def test_existing_run_dir_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "keep.txt").write_text("precious")
+    code = main(["train", "--backend", "local", "--run-dir", str(run)])
+    assert code == 2 and "already exists" in capsys.readouterr().err
+    assert (run / "keep.txt").read_text() == "precious"

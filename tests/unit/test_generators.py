@@ -1,0 +1,81 @@
+"""Generators start as ~identity on z; one generator step raises a fixed classifier's CE."""
+
+import torch
+import torch.nn.functional as F
+
+from generators.networks import create_generator
+from generators.samplers import GaussianNoise, SpeckleNoise
+from generators.training import generator_step, train_generator_from_scratch
+from trainers.data import make_synthetic
+from trainers.models import create_model
+
+
+def test_fresh_generator_outputs_almost_its_input_noise():
+    for kind, margin in (("1x1", 0), ("3x3", 1)):
+        gen = create_generator(kind, channels=3)
+        z = torch.randn(gen.latent_shape(8, 16, 16), generator=torch.Generator().manual_seed(0))
+        out = gen(z)
+        centre = z[:, :, margin : z.shape[2] - margin, margin : z.shape[3] - margin]
+        rel = (out - centre).norm() / centre.norm()
+        assert rel < 1e-3, (kind, float(rel))
+
+
+def _fixed_classifier():
+    """A classifier that fits the synthetic templates, so noise moves its CE."""
+    torch.manual_seed(0)
+    model = create_model("madry_cnn")
+    x, y = make_synthetic(train=True, size=192).tensors
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    for _ in range(30):
+        opt.zero_grad()
+        F.cross_entropy(model(x[:128]), y[:128]).backward()
+        opt.step()
+    return model.eval(), x[128:], y[128:]
+
+
+def test_generator_steps_raise_fixed_classifier_cross_entropy():
+    model, x, y = _fixed_classifier()
+    before = [p.detach().clone() for p in model.parameters()]
+    gen = create_generator("1x1", channels=1)
+    opt = torch.optim.Adam(gen.parameters(), lr=0.01)
+
+    def ce_of(generator):
+        torch.manual_seed(123)  # the same z before and after
+        with torch.no_grad():
+            return float(F.cross_entropy(model(generator.perturb(x, epsilon=6.0)), y))
+
+    history = [ce_of(gen)]
+    for _ in range(10):
+        generator_step(gen, opt, model, x, y, epsilon=6.0)
+        history.append(ce_of(gen))
+    assert history[1] > history[0], history  # one step already raises it
+    assert history[-1] > 1.05 * history[0], history
+    for p, q in zip(model.parameters(), before, strict=True):
+        assert torch.equal(p, q), "the classifier must stay fixed"
+        assert p.requires_grad, "requires_grad must be restored"
+
+
+def test_train_generator_from_scratch_returns_history():
+    model, x, y = _fixed_classifier()
+    batches = [(x[:32], y[:32]), (x[32:], y[32:])]  # cycled
+    gen, history = train_generator_from_scratch(
+        model, batches, kind="3x3", epsilon=6.0, iterations=30, lr=1e-2, seed=1
+    )
+    assert len(history) == 30
+    assert sum(history[-5:]) / 5 > sum(history[:5]) / 5
+    assert not gen.training
+
+
+def test_gaussian_and_speckle_samplers():
+    g = torch.Generator().manual_seed(0)
+    x = torch.full((512, 1, 8, 8), 0.5)
+    noisy = GaussianNoise([0.1])(x, rng=g)
+    assert noisy.min() >= 0 and noisy.max() <= 1
+    assert abs(float((noisy - x).std()) - 0.1) < 0.005
+    per_image = GaussianNoise([0.01, 0.2])(x, rng=g)
+    stds = (per_image - x).flatten(1).std(dim=1)
+    assert ((stds < 0.02) | (stds > 0.15)).all()  # each image got one of the two sigmas
+    speckle = SpeckleNoise([0.2])(x, rng=g)
+    assert abs(float((speckle - x).std()) - 0.1) < 0.005  # x * c = 0.5 * 0.2
+    zeros = torch.zeros(4, 1, 8, 8)
+    assert torch.equal(SpeckleNoise([0.6])(zeros, rng=g), zeros)

@@ -1,0 +1,111 @@
+"""The few things the training loop needs from its surroundings.
+
+``LocalEnv`` runs in one process and keeps checkpoints in the run directory.
+``RayTrainEnv`` (trainers/ray_env.py) maps the same calls onto Ray Train: this is
+where Ray appears, and only here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+CHECKPOINT_FORMAT = "antray-checkpoint-v1"
+STATE_FILE = "state.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read or is not an antray checkpoint."""
+
+
+class WorkerEnv(Protocol):
+    rank: int
+    world_size: int
+
+    def device(self) -> torch.device | None:
+        """The device assigned to this worker (None: let the config decide)."""
+
+    def prepare_model(self, model: nn.Module) -> nn.Module: ...
+
+    def prepare_loader(self, loader: DataLoader) -> DataLoader: ...
+
+    def set_epoch(self, loader: DataLoader, epoch: int) -> None: ...
+
+    def broadcast(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+
+    def load_checkpoint(self) -> dict[str, Any] | None: ...
+
+    def report(self, metrics: dict[str, float], state: dict[str, Any] | None) -> None:
+        """Publish epoch metrics; ``state`` (rank 0 only) becomes a checkpoint."""
+
+
+def save_state(state: dict[str, Any], directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / (STATE_FILE + ".tmp")
+    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
+    os.replace(tmp, directory / STATE_FILE)  # atomic: a crash never leaves half a file
+    return directory / STATE_FILE
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    """Read ``state.pt`` from a file or a directory; reject anything not ours."""
+    if path.is_dir():
+        path = path / STATE_FILE
+    if not path.is_file():
+        raise CheckpointError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for garbage
+        raise CheckpointError(f"corrupt checkpoint {path}: {type(exc).__name__}") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not an antray checkpoint (format {CHECKPOINT_FORMAT})")
+    return state
+
+
+class LocalEnv:
+    """One process, rank 0 of 1; checkpoints in ``<run_dir>/checkpoint/``."""
+
+    rank = 0
+    world_size = 1
+
+    def __init__(self, run_dir: Path, *, resume: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self.history: list[dict[str, float]] = []
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoint"
+
+    def device(self) -> torch.device | None:
+        return None
+
+    def prepare_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def prepare_loader(self, loader: DataLoader) -> DataLoader:
+        return loader
+
+    def set_epoch(self, loader: DataLoader, epoch: int) -> None:
+        pass
+
+    def broadcast(self, obj: Any) -> Any:
+        return obj
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        if not self.resume or not (self.checkpoint_dir / STATE_FILE).exists():
+            return None
+        return load_state(self.checkpoint_dir)
+
+    def report(self, metrics: dict[str, float], state: dict[str, Any] | None) -> None:
+        self.history.append(dict(metrics))
+        if state is not None:
+            save_state(state, self.checkpoint_dir)
+        (self.run_dir / "history.json").write_text(json.dumps(self.history, indent=1))
