@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--backend",
         choices=["ray", "local"],
-        default="local",
+        default="ray",
         help="ray: Ray Train workers + generator actors; local: one process",
     )
     train.add_argument("--address", help="join a Ray cluster: auto or ray://host:port")

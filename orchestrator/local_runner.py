@@ -6,6 +6,7 @@ the same ``trainers.loop.run_worker`` on Ray Train workers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from orchestrator.config import ExperimentConfig
 from trainers.data import IMAGE_SPECS
 from trainers.generator_service import InlineGeneratorService
 from trainers.loop import run_worker
-from trainers.worker_env import LocalEnv
+from trainers.worker_env import STATE_FILE, LocalEnv, load_state
 
 
 def inline_service(*, cfg: ExperimentConfig, loader, precision, rank: int):
@@ -32,7 +33,16 @@ def inline_service(*, cfg: ExperimentConfig, loader, precision, rank: int):
 
 
 def train_local(
-    cfg: ExperimentConfig, run_dir: Path, *, data_root: str | None = None, resume: bool = False
-) -> dict[str, Any]:
-    env = LocalEnv(run_dir, resume=resume)
-    return run_worker(cfg, env, make_service=inline_service, data_root=data_root)
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    *,
+    data_root: str | None = None,
+    resume: bool = False,
+    on_report: Callable[[dict[str, float]], None] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Returns (final metrics, final checkpoint state)."""
+    env = LocalEnv(run_dir, resume=resume, on_report=on_report)
+    metrics = run_worker(cfg, env, make_service=inline_service, data_root=data_root)
+    state_file = env.checkpoint_dir / STATE_FILE
+    state = load_state(state_file) if state_file.exists() else None
+    return metrics or (state or {}).get("metrics", {}), state

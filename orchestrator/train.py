@@ -3,35 +3,95 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, Literal
+
+import torch
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.run_dir import CONFIG_FILE, prepare_run_dir, write_metrics
 
 Backend = Literal["local", "ray"]
+MODEL_FILE = "model.pt"
+TRACKING_FILE = "mlflow_run.json"
 
 
 def train_from_config(
     cfg: ExperimentConfig,
     run_dir: str | Path,
     *,
-    backend: Backend = "local",
+    backend: Backend = "ray",
     data_root: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
     address: str | None = None,
+    track: bool = True,
+    num_cpus: int | None = None,
 ) -> dict[str, Any]:
-    """Run one training; writes ``config.yaml``, checkpoints and ``metrics.json`` to ``run_dir``."""
+    """Run one training. ``run_dir`` gets ``config.yaml``, checkpoints, ``model.pt``
+    (final classifier + config), ``metrics.json`` and, with ``track``, an MLflow run."""
     run_path = prepare_run_dir(Path(run_dir), resume=resume, overwrite=overwrite)
     (run_path / CONFIG_FILE).write_text(cfg.to_yaml())
-    if backend == "local":
-        from orchestrator.local_runner import train_local
+    target = _start_tracking(cfg, run_path) if track else None
+    on_report = None
+    if target is not None:
+        from orchestrator.tracking import log_epoch
 
-        metrics = train_local(cfg, run_path, data_root=data_root, resume=resume)
-    else:
-        from orchestrator.ray_runner import train_ray
+        def on_report(metrics: dict[str, float]) -> None:
+            log_epoch(target, metrics)
 
-        metrics = train_ray(cfg, run_path, data_root=data_root, resume=resume, address=address)
+    status = "FAILED"
+    try:
+        if backend == "local":
+            from orchestrator.local_runner import train_local
+
+            metrics, state = train_local(
+                cfg, run_path, data_root=data_root, resume=resume, on_report=on_report
+            )
+        else:
+            from orchestrator.ray_runner import train_ray
+
+            metrics, state = train_ray(
+                cfg,
+                run_path,
+                data_root=data_root,
+                resume=resume,
+                address=address,
+                tracking=target,
+                num_cpus=num_cpus,
+            )
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if target is not None and status != "FINISHED":
+            from orchestrator.tracking import finish_run
+
+            finish_run(target, run_path, status=status)
+    if state is not None:
+        torch.save({"config": state["config"], "model": state["model"]}, run_path / MODEL_FILE)
     write_metrics(run_path, metrics)
+    if target is not None:
+        from orchestrator.tracking import finish_run
+
+        finish_run(target, run_path)
+        metrics = {**metrics, "mlflow_run_id": target.run_id, "mlflow_uri": target.uri}
     return metrics
+
+
+def _start_tracking(cfg: ExperimentConfig, run_path: Path):
+    from orchestrator.tracking import start_run
+
+    record = run_path / TRACKING_FILE
+    previous = json.loads(record.read_text())["run_id"] if record.exists() else None
+    target = start_run(
+        cfg.to_dict(),
+        run_path,
+        uri=cfg.tracking.mlflow_uri,
+        experiment=cfg.tracking.experiment,
+        run_id=previous,
+    )
+    record.write_text(json.dumps({"run_id": target.run_id, "uri": target.uri}))
+    return target

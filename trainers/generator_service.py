@@ -43,6 +43,9 @@ class GeneratorService(Protocol):
 
     def replay_size(self) -> int: ...
 
+    def stats(self) -> dict[str, float]:
+        """Counters for the epoch report (restarts requested, skipped, failed ...)."""
+
     def state(self) -> dict[str, Any]: ...
 
     def load_state(self, state: dict[str, Any]) -> None: ...
@@ -130,6 +133,9 @@ class InlineGeneratorService:
 
     def replay_size(self) -> int:
         return len(self.store)
+
+    def stats(self) -> dict[str, float]:
+        return {"restarts_requested": float(self.restarts_requested)}
 
     def state(self) -> dict[str, Any]:
         return {

@@ -148,6 +148,7 @@ def run_worker(
         sums: dict[str, float] = {}
         longest_step = 0.0
         adopted_before = service.restarts_adopted if service else 0
+        replay_at_start = service.replay_size() if service else 0
         for x, y in loader:
             t0 = time.perf_counter()
             if mode == "ant":
@@ -204,6 +205,8 @@ def run_worker(
                 service.restarts_adopted - adopted_before
             )
             epoch_metrics["replay_size"] = float(service.replay_size())
+            epoch_metrics["replay_size_at_start"] = float(replay_at_start)
+            epoch_metrics.update(service.stats())
         if env.rank == 0:
             epoch_metrics.update(
                 quick_validation(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -75,10 +76,20 @@ class LocalEnv:
     rank = 0
     world_size = 1
 
-    def __init__(self, run_dir: Path, *, resume: bool = False) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        on_report: Callable[[dict[str, float]], None] | None = None,
+    ) -> None:
         self.run_dir = Path(run_dir)
         self.resume = resume
-        self.history: list[dict[str, float]] = []
+        self.on_report = on_report
+        history = self.run_dir / "history.json"
+        self.history: list[dict[str, float]] = (
+            json.loads(history.read_text()) if resume and history.exists() else []
+        )
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -109,3 +120,5 @@ class LocalEnv:
         if state is not None:
             save_state(state, self.checkpoint_dir)
         (self.run_dir / "history.json").write_text(json.dumps(self.history, indent=1))
+        if self.on_report is not None:
+            self.on_report(metrics)

@@ -1,0 +1,182 @@
+"""``antray train`` on Ray: a TorchTrainer for data-parallel classifier updates, a
+GeneratorTrainer actor for restarts and a named ReplayStore actor for replay.
+
+Resume follows Train V2: rerun the same ``RunConfig(name, storage_path)`` and the
+workers get the latest checkpoint from ``ray.train.get_checkpoint()``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import ExperimentConfig, validate_config
+from orchestrator.errors import UserError
+from orchestrator.tracking import TrackingTarget
+
+RAY_RUN_NAME = "train"
+
+
+def ensure_ray(address: str | None, *, num_cpus: int | None = None) -> None:
+    """Start a local Ray (the machine's CPUs) or join ``address`` (auto, ray://host:port)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    try:
+        if address:
+            ray.init(address=address, namespace="antray", log_to_driver=True)
+        else:
+            ray.init(num_cpus=num_cpus, namespace="antray", log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = address or "a local instance"
+        raise UserError(f"cannot reach Ray at {where}: {str(exc).splitlines()[0]}") from None
+
+
+def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
+    """Runs on every Ray Train worker: the same loop as single-process training."""
+    import torch
+
+    from orchestrator.generator_actors import RayGeneratorService
+    from trainers.data import IMAGE_SPECS
+    from trainers.loop import run_worker
+    from trainers.ray_env import RayTrainEnv
+
+    cfg = validate_config(loop_config["config"], source="<ray worker>")
+    env = RayTrainEnv()
+
+    def make_service(*, cfg, loader, precision, rank: int) -> RayGeneratorService:
+        return RayGeneratorService(
+            trainer=loop_config["generator_trainer"],
+            store=loop_config["replay_store"],
+            kind=cfg.ant.generator,
+            channels=IMAGE_SPECS[cfg.data.dataset].channels,
+            device=precision.device,
+            seed=cfg.experiment.seed,
+            rank=rank,
+        )
+
+    if cfg.runtime.torch_threads:
+        torch.set_num_threads(cfg.runtime.torch_threads)
+    return run_worker(cfg, env, make_service=make_service, data_root=loop_config["data_root"])
+
+
+def _report_callback(target: TrackingTarget | None, epochs: int):
+    from ray.train import UserCallback
+
+    class EpochReport(UserCallback):
+        """On the Train controller: print rank 0's epoch line and log it to MLflow."""
+
+        def __init__(self) -> None:
+            self.start = time.perf_counter()
+
+        def after_report(self, run_context, metrics, checkpoint) -> None:
+            m = metrics[0] if metrics else {}
+            if not m:
+                return
+            elapsed = time.perf_counter() - self.start
+            print(
+                f"[antray] epoch {int(m.get('epoch', 0))}/{epochs} "
+                f"loss {m.get('train_loss', float('nan')):.4f} "
+                f"val_clean {m.get('val_clean_acc', float('nan')):.4f} "
+                f"{m.get('images_per_s', 0):.0f} img/s elapsed {elapsed:.0f}s",
+                flush=True,
+            )
+            if target is not None:
+                from orchestrator.tracking import log_epoch
+
+                try:
+                    log_epoch(target, m)
+                except Exception as exc:  # tracking trouble never stops training
+                    print(f"[antray] MLflow logging failed: {type(exc).__name__}: {exc}")
+
+    return EpochReport()
+
+
+def train_ray(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    *,
+    data_root: str | None,
+    resume: bool,
+    address: str | None,
+    tracking: TrackingTarget | None = None,
+    num_cpus: int | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Run the TorchTrainer; returns (final metrics, final checkpoint state)."""
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from orchestrator.generator_actors import GeneratorTrainer, ReplayStoreActor
+    from trainers.data import resolve_data_root
+    from trainers.worker_env import load_state
+
+    ensure_ray(address, num_cpus=num_cpus)
+    rt = cfg.runtime
+    config = cfg.to_dict()
+    # Absolute: Ray workers chdir into their session directory.
+    root = str(resolve_data_root(data_root or cfg.data.root).path)
+
+    store = trainer_actor = None
+    if cfg.noise.mode == "ant":
+        # Non-detached named actors: they die with this driver, and a resumed run
+        # refills the store from the checkpoint. max_restarts: a lost actor comes back.
+        store = (
+            ray.remote(ReplayStoreActor)
+            .options(
+                name=f"antray-replay-{run_dir.name}-{os.getpid()}",
+                num_cpus=0,
+                max_restarts=-1,
+                max_task_retries=-1,
+            )
+            .remote(cfg.ant.replay_capacity, cfg.ant.replay_eviction, cfg.experiment.seed)
+        )
+        trainer_actor = (
+            ray.remote(GeneratorTrainer)
+            .options(
+                num_cpus=rt.generator_actor_cpus,
+                num_gpus=rt.generator_actor_gpus,
+                max_restarts=-1,
+                max_task_retries=1,
+            )
+            .remote(config, root, rt.torch_threads)
+        )
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "config": config,
+            "data_root": root,
+            "replay_store": store,
+            "generator_trainer": trainer_actor,
+        },
+        scaling_config=ScalingConfig(
+            num_workers=rt.num_workers,
+            use_gpu=rt.gpus_per_worker > 0,
+            resources_per_worker={"CPU": rt.cpus_per_worker, "GPU": rt.gpus_per_worker}
+            if rt.gpus_per_worker > 0
+            else {"CPU": rt.cpus_per_worker},
+        ),
+        run_config=RunConfig(
+            name=RAY_RUN_NAME,
+            storage_path=str((run_dir / "ray").resolve()),
+            checkpoint_config=CheckpointConfig(num_to_keep=rt.checkpoints_to_keep),
+            failure_config=FailureConfig(max_failures=rt.max_failures),
+            callbacks=[_report_callback(tracking, cfg.optim.epochs)],
+        ),
+    )
+    try:
+        result = trainer.fit()
+    finally:
+        for actor in (store, trainer_actor):
+            if actor is not None:
+                ray.kill(actor)
+    state = None
+    if result.checkpoint is not None:
+        with result.checkpoint.as_directory() as directory:
+            state = load_state(Path(directory))
+    metrics = result.return_value or (state or {}).get("metrics") or {}
+    return dict(metrics), state
