@@ -73,4 +73,5 @@ class ReplayStore:
         self._items = [(i, self._put(v)) for i, v in state["items"]][-self.capacity :]
         self._next_id = state["next_id"]
         self.version = state["version"] + 1
-        self._rng.setstate(state["rng"])
+        if state.get("rng") is not None:
+            self._rng.setstate(state["rng"])

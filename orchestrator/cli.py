@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from orchestrator.errors import UserError
+from orchestrator.errors import Interrupted, TrainingFault, UserError
 
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPython
 
@@ -95,6 +95,10 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -111,9 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return run_eval(args)
     except _user_error_types() as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"antray: error: {message}", file=sys.stderr)
+        print(f"antray: error: {_one_line(exc)}", file=sys.stderr)
         return 2
+    except (TrainingFault, Interrupted) as exc:
+        print(f"antray: {_one_line(exc)}", file=sys.stderr)
+        return exc.exit_code
     parser.error(f"unknown command {args.command}")
     return 2
 

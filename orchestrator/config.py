@@ -99,6 +99,7 @@ class AntSection(_Frozen):
     replay_capacity: PositiveInt = 64
     replay_eviction: Literal["fifo", "random"] = "fifo"
     replay_generators_per_batch: PositiveInt = 2  # reference: 0.1 of the batch per old generator
+    replay_refresh_every_steps: PositiveInt = 20  # Ray: how often workers re-index the store
 
 
 class RuntimeSection(_Frozen):

@@ -10,7 +10,9 @@ it implements trainers' ``GeneratorService`` without ever blocking a step.
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from typing import Any
 
 import ray
@@ -24,13 +26,14 @@ from trainers.data import IMAGE_SPECS, load_dataset, resolve_data_root
 from trainers.generator_service import ReplayCache, cpu_state
 from trainers.models import create_model
 
-REPLAY_REFRESH_EVERY_STEPS = 20  # how often a worker asks the store for its index
-
 
 class ReplayStoreActor:
     """Bounded snapshot store; snapshots live in the object store as refs it owns."""
 
     def __init__(self, capacity: int, eviction: str = "fifo", seed: int = 0) -> None:
+        # A restarted actor is a new incarnation with an empty store (its objects died
+        # with the old process); workers notice and rank 0 refills it from a checkpoint.
+        self.incarnation = uuid.uuid4().hex
         self.store = ReplayStore(
             capacity,
             eviction=eviction,
@@ -42,9 +45,12 @@ class ReplayStoreActor:
     def add(self, snapshot: Snapshot) -> int:
         return self.store.add(snapshot)
 
-    def index(self) -> tuple[int, list[tuple[int, Any]]]:
-        """(version, [(id, ObjectRef)]): refs travel, values stay in the object store."""
-        return self.store.version, self.store.entries()
+    def index(self) -> tuple[str, int, list[tuple[int, Any]]]:
+        """(incarnation, version, [(id, ObjectRef)]): refs travel, values stay put."""
+        return self.incarnation, self.store.version, self.store.entries()
+
+    def pid(self) -> int:
+        return os.getpid()
 
     def size(self) -> int:
         return len(self.store)
@@ -98,6 +104,9 @@ class GeneratorTrainer:
     def ping(self) -> int:
         return self.trained
 
+    def pid(self) -> int:
+        return os.getpid()
+
 
 class RayGeneratorService:
     """Worker side of restarts and replay. Rank 0 requests restarts and snapshots;
@@ -113,13 +122,18 @@ class RayGeneratorService:
         device: torch.device,
         seed: int,
         rank: int,
+        refresh_every: int = 20,
     ) -> None:
+        self.refresh_every = refresh_every  # steps between asking the store for its index
         self.trainer, self.store, self.rank, self.seed = trainer, store, rank, seed
         self.cache = ReplayCache(kind, channels, device, seed + rank)
         self.pending: ray.ObjectRef | None = None
         self.pending_since = 0.0
         self.steps = 0
         self.known_version = -1
+        self.known_incarnation: str | None = None
+        self.last_saved: dict[str, Any] | None = None  # replay state of the last checkpoint
+        self.store_recoveries = 0
         self.restarts_requested = 0
         self.restarts_adopted = 0
         self.restarts_skipped = 0  # requested while one was still running
@@ -160,21 +174,46 @@ class RayGeneratorService:
         self.store.add.remote(cpu_state(generator))  # fire and forget: no step waits
 
     def sample_replay(self, k: int) -> list[NoiseGenerator]:
-        if self.steps % REPLAY_REFRESH_EVERY_STEPS == 0:
+        if self.steps % self.refresh_every == 0:
             self._refresh()
         self.steps += 1
         return self.cache.sample(k)
 
     def _refresh(self) -> None:
         try:
-            version, entries = ray.get(self.store.index.remote(), timeout=30)
+            incarnation, version, entries = ray.get(self.store.index.remote(), timeout=30)
         except (ray.exceptions.RayError, OSError):
             return  # store briefly unavailable (restarting): keep the cached history
+        if self.known_incarnation not in (None, incarnation):
+            self._recover_store(entries)
+            try:
+                incarnation, version, entries = ray.get(self.store.index.remote(), timeout=30)
+            except (ray.exceptions.RayError, OSError):
+                return
+        self.known_incarnation = incarnation
         if version == self.known_version:
             return
         refs = dict(entries)
         self.cache.sync(refs, lambda ids: ray.get([refs[i] for i in ids]))
         self.known_version = version
+
+    def _recover_store(self, entries: list) -> None:
+        """The store restarted empty: rank 0 refills it from the last checkpoint's replay
+        state, or else from the snapshots this worker still holds in its cache."""
+        if self.rank != 0 or entries:
+            return
+        state = self.last_saved
+        if state is None and self.cache.modules:
+            state = {
+                "items": [(i, cpu_state(m)) for i, m in sorted(self.cache.modules.items())],
+                "next_id": max(self.cache.modules) + 1,
+                "version": 0,
+                "rng": None,
+            }
+        if state is not None:
+            ray.get(self.store.load_state.remote(state), timeout=60)
+            self.store_recoveries += 1
+            print(f"replay store restarted; refilled {len(state['items'])} snapshots")
 
     def replay_size(self) -> int:
         if self.rank == 0:  # the store itself (after this rank's own queued snapshots)
@@ -185,13 +224,15 @@ class RayGeneratorService:
         return len(self.cache.modules)
 
     def state(self) -> dict[str, Any]:
+        self.last_saved = ray.get(self.store.state.remote())
         return {
-            "replay": ray.get(self.store.state.remote()),
+            "replay": self.last_saved,
             "requested": self.restarts_requested,
             "adopted": self.restarts_adopted,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
+        self.last_saved = state["replay"]
         if self.rank == 0:
             ray.get(self.store.load_state.remote(state["replay"]))
         self.restarts_requested = state.get("requested", 0)
@@ -205,7 +246,21 @@ class RayGeneratorService:
             "restart_failures": float(self.restart_failures),
             "steps_while_restarting": float(self.steps_while_restarting),
             "longest_restart_poll_s": self.longest_poll_s,
+            "store_recoveries": float(self.store_recoveries),
         }
 
     def close(self) -> None:
         pass
+
+
+class StopFlag:
+    """Set by the driver on Ctrl-C; rank 0 polls it every few steps."""
+
+    def __init__(self) -> None:
+        self.flag = False
+
+    def set(self) -> None:
+        self.flag = True
+
+    def is_set(self) -> bool:
+        return self.flag

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import ExperimentConfig
+from orchestrator.signals import stop_on_sigint
 from trainers.data import IMAGE_SPECS
 from trainers.generator_service import InlineGeneratorService
 from trainers.loop import run_worker
@@ -42,7 +43,8 @@ def train_local(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Returns (final metrics, final checkpoint state)."""
     env = LocalEnv(run_dir, resume=resume, on_report=on_report)
-    metrics = run_worker(cfg, env, make_service=inline_service, data_root=data_root)
+    with stop_on_sigint(lambda: setattr(env, "stop", True)):
+        metrics = run_worker(cfg, env, make_service=inline_service, data_root=data_root)
     state_file = env.checkpoint_dir / STATE_FILE
     state = load_state(state_file) if state_file.exists() else None
     return metrics or (state or {}).get("metrics", {}), state

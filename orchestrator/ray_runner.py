@@ -8,6 +8,7 @@ workers get the latest checkpoint from ``ray.train.get_checkpoint()``.
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,25 @@ from orchestrator.tracking import TrackingTarget
 RAY_RUN_NAME = "train"
 
 
+PROBE_TIMEOUT_S = 5.0
+
+
+def probe_address(address: str) -> None:
+    """Fail in seconds, not minutes, when ``host:port`` or ``ray://host:port`` does not
+    answer (``ray.init`` retries an unreachable GCS for a long time)."""
+    if address == "auto":
+        return  # ray.init finds the local cluster file or raises at once
+    hostport = address.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address!r}: expected auto, host:port or ray://host:port")
+    try:
+        with socket.create_connection((host, int(port)), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise UserError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
+
+
 def ensure_ray(address: str | None, *, num_cpus: int | None = None) -> None:
     """Start a local Ray (the machine's CPUs) or join ``address`` (auto, ray://host:port)."""
     import ray
@@ -26,6 +46,8 @@ def ensure_ray(address: str | None, *, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if address:
+        probe_address(address)
     try:
         if address:
             ray.init(address=address, namespace="antray", log_to_driver=True)
@@ -46,7 +68,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     from trainers.ray_env import RayTrainEnv
 
     cfg = validate_config(loop_config["config"], source="<ray worker>")
-    env = RayTrainEnv()
+    env = RayTrainEnv(stop_flag=loop_config.get("stop_flag"))
 
     def make_service(*, cfg, loader, precision, rank: int) -> RayGeneratorService:
         return RayGeneratorService(
@@ -57,6 +79,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
             device=precision.device,
             seed=cfg.experiment.seed,
             rank=rank,
+            refresh_every=cfg.ant.replay_refresh_every_steps,
         )
 
     if cfg.runtime.torch_threads:
@@ -111,7 +134,8 @@ def train_ray(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from orchestrator.generator_actors import GeneratorTrainer, ReplayStoreActor
+    from orchestrator.generator_actors import GeneratorTrainer, ReplayStoreActor, StopFlag
+    from orchestrator.signals import stop_on_sigint
     from trainers.data import resolve_data_root
     from trainers.worker_env import load_state
 
@@ -145,6 +169,7 @@ def train_ray(
             )
             .remote(config, root, rt.torch_threads)
         )
+    stop_flag = ray.remote(StopFlag).options(num_cpus=0).remote()
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -152,6 +177,7 @@ def train_ray(
             "data_root": root,
             "replay_store": store,
             "generator_trainer": trainer_actor,
+            "stop_flag": stop_flag,
         },
         scaling_config=ScalingConfig(
             num_workers=rt.num_workers,
@@ -169,9 +195,10 @@ def train_ray(
         ),
     )
     try:
-        result = trainer.fit()
+        with stop_on_sigint(lambda: stop_flag.set.remote()):
+            result = trainer.fit()
     finally:
-        for actor in (store, trainer_actor):
+        for actor in (store, trainer_actor, stop_flag):
             if actor is not None:
                 ray.kill(actor)
     state = None

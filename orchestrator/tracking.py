@@ -8,12 +8,15 @@ URI falls back to the local file with a warning: losing tracking must not lose a
 
 from __future__ import annotations
 
+import logging
 import math
 import os
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 LOCAL_DB = "mlflow.db"
 
@@ -46,6 +49,9 @@ def start_run(
     """Create (or reopen, on resume) the MLflow run for this training."""
     import mlflow
 
+    # MLflow announces creating its SQLite tables on stderr; errors stay one line.
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     wanted = uri or os.environ.get("MLFLOW_TRACKING_URI") or local_uri(run_dir)
     try:
         return _open(mlflow, wanted, config, run_dir, experiment, run_id)
@@ -60,7 +66,18 @@ def start_run(
         return _open(mlflow, fallback, config, run_dir, experiment, None)
 
 
+def _probe_http(uri: str) -> None:
+    """MLflow's client retries an unreachable server for minutes; find out in seconds."""
+    parsed = urlparse(uri)
+    if parsed.scheme not in ("http", "https"):
+        return
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    with socket.create_connection((parsed.hostname or "localhost", port), timeout=5):
+        pass
+
+
 def _open(mlflow, uri, config, run_dir, experiment, run_id) -> TrackingTarget:
+    _probe_http(uri)
     client = mlflow.MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp:

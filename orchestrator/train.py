@@ -10,7 +10,9 @@ from typing import Any, Literal
 import torch
 
 from orchestrator.config import ExperimentConfig
+from orchestrator.errors import Interrupted, TrainingFault
 from orchestrator.run_dir import CONFIG_FILE, prepare_run_dir, write_metrics
+from trainers.worker_env import STATE_FILE, load_state
 
 Backend = Literal["local", "ray"]
 MODEL_FILE = "model.pt"
@@ -31,7 +33,13 @@ def train_from_config(
 ) -> dict[str, Any]:
     """Run one training. ``run_dir`` gets ``config.yaml``, checkpoints, ``model.pt``
     (final classifier + config), ``metrics.json`` and, with ``track``, an MLflow run."""
+    if backend == "ray":  # an unreachable cluster fails before anything is written
+        from orchestrator.ray_runner import ensure_ray
+
+        ensure_ray(address, num_cpus=num_cpus)
     run_path = prepare_run_dir(Path(run_dir), resume=resume, overwrite=overwrite)
+    if resume:
+        validate_resume_checkpoint(run_path, backend)  # before anything is written
     (run_path / CONFIG_FILE).write_text(cfg.to_yaml())
     target = _start_tracking(cfg, run_path) if track else None
     on_report = None
@@ -61,7 +69,9 @@ def train_from_config(
                 tracking=target,
                 num_cpus=num_cpus,
             )
-        status = "FINISHED"
+        if metrics.get("error") == "nonfinite_loss":
+            raise TrainingFault(metrics["message"])
+        status = "KILLED" if metrics.get("interrupted") else "FINISHED"
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -76,9 +86,31 @@ def train_from_config(
     if target is not None:
         from orchestrator.tracking import finish_run
 
-        finish_run(target, run_path)
+        finish_run(target, run_path, status=status)
         metrics = {**metrics, "mlflow_run_id": target.run_id, "mlflow_uri": target.uri}
+    if status == "KILLED":
+        raise Interrupted(
+            f"interrupted; checkpoint saved. Continue with: antray train --resume "
+            f"--run-dir {run_path} --config {run_path / CONFIG_FILE}"
+        )
     return metrics
+
+
+def latest_checkpoint_dir(run_path: Path, backend: Backend) -> Path | None:
+    """Where a resumed run will read its state from (None: nothing saved yet)."""
+    if backend == "local":
+        candidate = run_path / "checkpoint"
+        return candidate if (candidate / STATE_FILE).exists() else None
+    from orchestrator.ray_runner import RAY_RUN_NAME
+
+    found = sorted((run_path / "ray" / RAY_RUN_NAME).glob("checkpoint_*/" + STATE_FILE))
+    return found[-1].parent if found else None
+
+
+def validate_resume_checkpoint(run_path: Path, backend: Backend) -> None:
+    directory = latest_checkpoint_dir(run_path, backend)
+    if directory is not None:
+        load_state(directory)  # raises CheckpointError (exit 2) for corrupt/foreign files
 
 
 def _start_tracking(cfg: ExperimentConfig, run_path: Path):

@@ -33,10 +33,6 @@ from trainers.worker_env import WorkerEnv
 ServiceFactory = Callable[..., GeneratorService]
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN/inf; the last good checkpoint is kept."""
-
-
 def build_optimizer(cfg: Any, params) -> torch.optim.Optimizer:
     o = cfg.optim
     if o.optimizer == "adam":
@@ -123,6 +119,7 @@ def run_worker(
             generator_optimizer.load_state_dict(state["generator_optimizer"])  # type: ignore[union-attr]
         if service is not None and state.get("service") is not None:
             service.load_state(state["service"])
+        _apply_new_lr(optimizer, scheduler, cfg.optim.lr, state["config"]["optim"]["lr"])
         start_epoch, step = state["epoch"] + 1, state["step"]
         if env.rank == 0:
             print(f"resumed at epoch {start_epoch + 1} (step {step})", flush=True)
@@ -135,6 +132,7 @@ def run_worker(
     every_epoch_restart = mode == "ant" and cfg.ant.restart_every_steps is None
     every_epoch_snapshot = mode == "ant" and cfg.ant.snapshot_every_steps is None
 
+    interrupted = False
     for epoch in range(start_epoch, cfg.optim.epochs):
         if step >= total_steps:
             break
@@ -147,12 +145,17 @@ def run_worker(
         )
         sums: dict[str, float] = {}
         longest_step = 0.0
+        step_at_epoch_start = step
         adopted_before = service.restarts_adopted if service else 0
         replay_at_start = service.replay_size() if service else 0
         for x, y in loader:
             t0 = time.perf_counter()
+            ready, interrupted = _step_boundary(env, service, step, ant=mode == "ant")
+            if interrupted:
+                break
+            if ready is not None:
+                _adopt(generator, generator_optimizer, ready)
             if mode == "ant":
-                _adopt_restart(env, service, generator, generator_optimizer, cfg)
                 metrics = ant_step(
                     model,
                     optimizer,
@@ -178,10 +181,17 @@ def run_worker(
             else:
                 metrics = vanilla_step(model, optimizer, x, y, precision=precision)
             if not math.isfinite(metrics["loss"]):
-                raise NonFiniteLossError(
+                # Stop cleanly on every rank (no retry would help) and keep the last
+                # good checkpoint: nothing is reported with state from here on.
+                message = (
                     f"loss is {metrics['loss']} at epoch {epoch + 1} step {step + 1}; "
                     "the last good checkpoint is kept"
                 )
+                if env.rank == 0:
+                    print(f"antray: {message}", flush=True)
+                if service is not None:
+                    service.close()
+                return {"error": "nonfinite_loss", "message": message, "step": float(step)}
             step += 1
             longest_step = max(longest_step, time.perf_counter() - t0)
             for key, value in metrics.items():
@@ -192,13 +202,16 @@ def run_worker(
                 _interval_events(cfg, step, service, generator, model)
             if step >= total_steps:
                 break
-        scheduler.step()
-        if env.rank == 0 and every_epoch_snapshot:
-            service.add_snapshot(bare(generator))  # type: ignore[union-attr]
-        if env.rank == 0 and every_epoch_restart and cfg.ant.restart_iterations > 0:
-            service.request_restart(bare(model), step=step)  # type: ignore[union-attr]
+        steps_rate, steps_time = meter.rate(), time.perf_counter() - meter.start
+        if not interrupted:
+            scheduler.step()
+            if env.rank == 0 and every_epoch_snapshot:
+                service.add_snapshot(bare(generator))  # type: ignore[union-attr]
+            if env.rank == 0 and every_epoch_restart and cfg.ant.restart_iterations > 0:
+                service.request_restart(bare(model), step=step)  # type: ignore[union-attr]
 
-        epoch_metrics = _summarise(sums, epoch, step, meter.rate(), longest_step)
+        epoch_metrics = _summarise(sums, epoch, step, steps_rate, longest_step)
+        epoch_metrics["epoch_time_s"] = steps_time  # the step loop only, not validation
         if service is not None:
             epoch_metrics["restarts_adopted"] = float(service.restarts_adopted)
             epoch_metrics["restarts_adopted_epoch"] = float(
@@ -207,7 +220,9 @@ def run_worker(
             epoch_metrics["replay_size"] = float(service.replay_size())
             epoch_metrics["replay_size_at_start"] = float(replay_at_start)
             epoch_metrics.update(service.stats())
-        if env.rank == 0:
+        if interrupted:
+            epoch_metrics["interrupted"] = 1.0
+        elif env.rank == 0:
             epoch_metrics.update(
                 quick_validation(
                     bare(model),
@@ -220,10 +235,15 @@ def run_worker(
             print(_epoch_line(epoch_metrics, cfg.optim.epochs), flush=True)
         checkpoint = None
         last = epoch + 1 == cfg.optim.epochs or step >= total_steps
-        if env.rank == 0 and ((epoch + 1) % cfg.runtime.checkpoint_every_epochs == 0 or last):
+        due = (epoch + 1) % cfg.runtime.checkpoint_every_epochs == 0 or last or interrupted
+        if env.rank == 0 and due:
             checkpoint = {
-                "epoch": epoch,
-                "step": step,
+                # An interrupted epoch is redone on resume (from its first batch, with
+                # the weights as they are now): record the last *complete* epoch.
+                "epoch": epoch - 1 if interrupted else epoch,
+                "step": step_at_epoch_start if interrupted else step,
+                "steps_done": step,
+                "interrupted": interrupted,
                 "config": cfg.to_dict(),
                 "model": cpu_state(bare(model)),
                 "optimizer": optimizer.state_dict(),
@@ -237,20 +257,46 @@ def run_worker(
             }
         env.report(epoch_metrics, checkpoint)
         final = epoch_metrics
+        if interrupted:
+            if env.rank == 0:
+                print(f"interrupted in epoch {epoch + 1} at step {step}; checkpoint saved")
+            break
     if service is not None:
         service.close()
     return final
 
 
-def _adopt_restart(env, service, generator, generator_optimizer, cfg) -> None:
-    """At a step boundary: take a finished fresh generator if one is ready (never wait)."""
-    ready = service.poll_restart() if env.rank == 0 else None
-    if env.world_size > 1:
-        ready = env.broadcast(ready)  # every rank switches at the same step
-    if ready is None:
+STOP_CHECK_EVERY_STEPS = 10
+
+
+def _apply_new_lr(optimizer, scheduler, lr: float, saved_lr: float) -> None:
+    """Resuming with ``--set optim.lr=...`` changes the base lr; otherwise the restored
+    optimizer and schedule continue exactly where they were."""
+    if lr == saved_lr:
         return
-    if env.rank != 0:
-        service.restarts_adopted += 1
+    factor = lr / saved_lr
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
+        group["initial_lr"] = lr
+    scheduler.base_lrs = [lr for _ in scheduler.base_lrs]
+
+
+def _step_boundary(env, service, step: int, *, ant: bool) -> tuple[Any, bool]:
+    """Rank 0 decides, all ranks follow: a finished fresh generator to adopt (ANT,
+    checked every step, never waited for) and whether a stop was requested."""
+    check_stop = step % STOP_CHECK_EVERY_STEPS == 0
+    if not ant and not check_stop:
+        return None, False
+    ready = service.poll_restart() if ant and env.rank == 0 else None
+    stop = env.stop_requested() if check_stop and env.rank == 0 else False
+    if env.world_size > 1:
+        ready, stop = env.broadcast((ready, stop))  # every rank acts at the same step
+        if ready is not None and env.rank != 0:
+            service.restarts_adopted += 1
+    return ready, stop
+
+
+def _adopt(generator, generator_optimizer, ready) -> None:
     bare(generator).load_state_dict(ready)
     # A fresh generator starts with fresh Adam moments (the old ones belong to another net).
     generator_optimizer.state.clear()

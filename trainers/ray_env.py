@@ -21,7 +21,8 @@ from trainers.worker_env import load_state, save_state
 
 
 class RayTrainEnv:
-    def __init__(self) -> None:
+    def __init__(self, stop_flag: Any = None) -> None:
+        self.stop_flag = stop_flag  # an actor with is_set(), set by the driver on Ctrl-C
         ctx = ray.train.get_context()
         self.rank = ctx.get_world_rank()
         self.world_size = ctx.get_world_size()
@@ -46,6 +47,14 @@ class RayTrainEnv:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def stop_requested(self) -> bool:
+        if self.stop_flag is None:
+            return False
+        try:
+            return bool(ray.get(self.stop_flag.is_set.remote(), timeout=10))
+        except ray.exceptions.RayError:
+            return False
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         checkpoint = ray.train.get_checkpoint()

@@ -43,6 +43,9 @@ class WorkerEnv(Protocol):
 
     def load_checkpoint(self) -> dict[str, Any] | None: ...
 
+    def stop_requested(self) -> bool:
+        """Rank 0: has the user asked to stop (Ctrl-C)? Checked every few steps."""
+
     def report(self, metrics: dict[str, float], state: dict[str, Any] | None) -> None:
         """Publish epoch metrics; ``state`` (rank 0 only) becomes a checkpoint."""
 
@@ -86,6 +89,7 @@ class LocalEnv:
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.on_report = on_report
+        self.stop = False  # set by the SIGINT handler of the local runner
         history = self.run_dir / "history.json"
         self.history: list[dict[str, float]] = (
             json.loads(history.read_text()) if resume and history.exists() else []
@@ -109,6 +113,9 @@ class LocalEnv:
 
     def broadcast(self, obj: Any) -> Any:
         return obj
+
+    def stop_requested(self) -> bool:
+        return self.stop
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         if not self.resume or not (self.checkpoint_dir / STATE_FILE).exists():
