@@ -364,10 +364,25 @@ def report_metrics(results: Mapping[str, Any]) -> dict[str, float]:
     }
 
 
-def log_report_to_mlflow(paths: Mapping[str, Path], results: Mapping[str, Any]) -> bool:
-    """Log the report's metrics and files to the active MLflow run; False if there is none."""
-    import mlflow  # lazy: slow to import, and only needed when a run is active
+def log_report_to_mlflow(
+    paths: Mapping[str, Path],
+    results: Mapping[str, Any],
+    *,
+    tracking_uri: str | None = None,
+    run_id: str | None = None,
+) -> bool:
+    """Log the report's metrics and files to MLflow: to ``run_id`` at ``tracking_uri``
+    when given (no global MLflow state is touched), else to the active run; False if
+    there is neither."""
+    import mlflow  # lazy: slow to import, and only needed when logging
 
+    if run_id is not None:
+        client = mlflow.MlflowClient(tracking_uri=tracking_uri)
+        for key, value in report_metrics(results).items():
+            client.log_metric(run_id, key, value)
+        for path in paths.values():
+            client.log_artifact(run_id, str(path), artifact_path="evaluation")
+        return True
     if mlflow.active_run() is None:
         return False
     mlflow.log_metrics(report_metrics(results))

@@ -16,10 +16,18 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPytho
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
+    from evaluation.runner import EvalInputError
     from trainers.data import DataMissingError
+    from trainers.device import DeviceUnavailableError
     from trainers.worker_env import CheckpointError
 
-    types: list[type[BaseException]] = [UserError, DataMissingError, CheckpointError]
+    types: list[type[BaseException]] = [
+        UserError,
+        DataMissingError,
+        CheckpointError,
+        DeviceUnavailableError,
+        EvalInputError,
+    ]
     try:
         from evaluation.benchmarks import BenchmarkDataError
 
@@ -113,7 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "eval":
             from evaluation.cli import run_eval
 
-            return run_eval(args)
+            distribute = None
+            if args.num_workers > 1:  # only orchestrator/ starts Ray
+                from orchestrator.eval_runner import ray_shard_mapper
+
+                distribute = ray_shard_mapper(address=args.address)
+            return run_eval(args, distribute=distribute)
     except _user_error_types() as exc:
         print(f"antray: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -80,8 +80,12 @@ def ray_shard_mapper(
         results: dict[int, list[dict[str, Any]]] = {}
         pending: dict[Any, int] = {}
         queue = list(enumerate(shards))
-        bar = tqdm(total=len(shards), unit="split", desc=f"{settings.benchmark} on Ray",
-                   disable=not progress)  # fmt: skip
+        bar = tqdm(
+            total=len(shards),
+            unit="split",
+            desc=f"{settings.benchmark} on Ray",
+            disable=not progress,
+        )
         try:
             while queue or pending:
                 while queue and len(pending) < num_workers:

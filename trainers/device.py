@@ -14,6 +14,10 @@ import torch
 from torch import nn
 
 
+class DeviceUnavailableError(RuntimeError):
+    """The config asks for a device this machine does not have."""
+
+
 @dataclass(frozen=True)
 class Precision:
     device: torch.device
@@ -26,7 +30,10 @@ class Precision:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError("runtime.device is cuda but no CUDA device is visible")
+            raise DeviceUnavailableError(
+                "runtime.device is cuda but no CUDA device is visible "
+                "(use --set runtime.device=cpu, or auto)"
+            )
         if amp and dev.type != "cuda":
             warnings.warn("runtime.amp needs CUDA; running in float32", stacklevel=2)
             amp = False

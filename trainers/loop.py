@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 
 from generators.networks import create_generator
 from generators.samplers import GaussianNoise, SpeckleNoise
-from trainers.data import IMAGE_SPECS, load_dataset, resolve_data_root
+from trainers.data import IMAGE_SPECS, load_dataset, load_stylized, resolve_data_root
 from trainers.device import Precision
 from trainers.generator_service import GeneratorService, cpu_state
 from trainers.mixing import Shares
@@ -81,6 +81,19 @@ def run_worker(
         )
     )
     test_loader = DataLoader(test_set, batch_size=cfg.data.eval_batch_size)
+    stylized_batches = None
+    if mode_uses_stylized(cfg):
+        # ANT+SIN: a separate Stylized-ImageNet stream with the same labels, cycled.
+        stylized_loader = env.prepare_loader(
+            DataLoader(
+                load_stylized(root, cfg.data.stylized_root),
+                batch_size=cfg.data.batch_size,
+                shuffle=True,
+                drop_last=True,
+                num_workers=cfg.data.loader_workers,
+            )
+        )
+        stylized_batches = _cycle(stylized_loader)
 
     model = create_model(
         cfg.model.name, num_classes=cfg.model.num_classes, weights_path=cfg.model.weights_path
@@ -167,6 +180,7 @@ def run_worker(
                     epsilon=cfg.ant.epsilon,
                     shares=shares,
                     precision=precision,
+                    stylized=next(stylized_batches) if stylized_batches else None,
                 )
             elif sampler is not None:
                 metrics = noise_step(
@@ -267,6 +281,15 @@ def run_worker(
 
 
 STOP_CHECK_EVERY_STEPS = 10
+
+
+def mode_uses_stylized(cfg: Any) -> bool:
+    return cfg.noise.mode == "ant" and cfg.noise.shares.stylized > 0
+
+
+def _cycle(loader):
+    while True:
+        yield from loader
 
 
 def _apply_new_lr(optimizer, scheduler, lr: float, saved_lr: float) -> None:

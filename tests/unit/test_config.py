@@ -10,6 +10,7 @@ from orchestrator.config import load_config
 from orchestrator.errors import UserError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+MNIST = Path(__file__).resolve().parents[2] / "configs" / "mnist_vanilla.yaml"
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
@@ -71,7 +72,7 @@ def test_missing_data_exits_2(tmp_path, capsys):
             "--backend",
             "local",
             "--config",
-            str(CONFIGS[0]),
+            str(MNIST),
             "--data-root",
             str(tmp_path),
             "--run-dir",
@@ -90,3 +91,22 @@ def test_existing_run_dir_is_refused(tmp_path, capsys):
     code = main(["train", "--backend", "local", "--run-dir", str(run)])
     assert code == 2 and "already exists" in capsys.readouterr().err
     assert (run / "keep.txt").read_text() == "precious"
+
+
+def test_cuda_config_without_cuda_exits_2(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    code = main(
+        [
+            "train",
+            "--backend",
+            "local",
+            "--config",
+            str(MNIST),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--set",
+            "runtime.device=cuda",
+        ]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "runtime.device=cpu" in err
