@@ -43,11 +43,11 @@ def ensure_ray(address: str | None, *, num_cpus: int | None = None) -> None:
     """Start a local Ray (the machine's CPUs) or join ``address`` (auto, ray://host:port)."""
     import ray
 
+    if address:
+        probe_address(address)
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    if address:
-        probe_address(address)
     try:
         if address:
             ray.init(address=address, namespace="antray", log_to_driver=True)
