@@ -21,10 +21,13 @@ def _per_image_level(
 ) -> torch.Tensor:
     """One level per image, uniformly from ``levels``, shaped to broadcast over x."""
     table = torch.as_tensor(tuple(levels), dtype=x.dtype, device=x.device)
-    idx = torch.randint(
-        len(table), (x.shape[0],), generator=rng, device=rng.device if rng else None
-    )
+    idx = torch.randint(len(table), (x.shape[0],), generator=rng, device=_noise_device(x, rng))
     return table[idx.to(x.device)].view((-1,) + (1,) * (x.dim() - 1))
+
+
+def _noise_device(x: torch.Tensor, rng: torch.Generator | None) -> torch.device:
+    """Draw where the seeded generator lives, else directly on the images' device."""
+    return rng.device if rng is not None else x.device
 
 
 def _check_levels(name: str, levels: Sequence[float]) -> tuple[float, ...]:
@@ -42,7 +45,7 @@ class GaussianNoise:
 
     def __call__(self, x: torch.Tensor, *, rng: torch.Generator | None = None) -> torch.Tensor:
         sigma = _per_image_level(self.sigmas, x, rng)
-        noise = torch.randn(x.shape, generator=rng, device=rng.device if rng else None)
+        noise = torch.randn(x.shape, generator=rng, device=_noise_device(x, rng))
         return (x + sigma * noise.to(x.device, x.dtype)).clamp(0.0, 1.0)
 
 
@@ -54,7 +57,7 @@ class SpeckleNoise:
 
     def __call__(self, x: torch.Tensor, *, rng: torch.Generator | None = None) -> torch.Tensor:
         c = _per_image_level(self.levels, x, rng)
-        noise = torch.randn(x.shape, generator=rng, device=rng.device if rng else None)
+        noise = torch.randn(x.shape, generator=rng, device=_noise_device(x, rng))
         return (x + x * c * noise.to(x.device, x.dtype)).clamp(0.0, 1.0)
 
 

@@ -37,6 +37,7 @@ def train_from_config(
         from orchestrator.ray_runner import ensure_ray
 
         ensure_ray(address, num_cpus=num_cpus)
+    cfg = absolute_paths(cfg)  # Ray workers run in another cwd
     run_path = prepare_run_dir(Path(run_dir), resume=resume, overwrite=overwrite)
     if resume:
         validate_resume_checkpoint(run_path, backend)  # before anything is written
@@ -94,6 +95,19 @@ def train_from_config(
             f"--run-dir {run_path} --config {run_path / CONFIG_FILE}"
         )
     return metrics
+
+
+def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
+    """Relative file paths in the config, resolved against the caller's cwd."""
+
+    def fix(value: str | None) -> str | None:
+        return str(Path(value).expanduser().resolve()) if value else value
+
+    data = cfg.data.model_copy(
+        update={"root": fix(cfg.data.root), "stylized_root": fix(cfg.data.stylized_root)}
+    )
+    model = cfg.model.model_copy(update={"weights_path": fix(cfg.model.weights_path)})
+    return cfg.model_copy(update={"data": data, "model": model})
 
 
 def latest_checkpoint_dir(run_path: Path, backend: Backend) -> Path | None:

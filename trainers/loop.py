@@ -77,6 +77,7 @@ def run_worker(
             shuffle=True,
             drop_last=len(train_set) >= cfg.data.batch_size,  # type: ignore[arg-type]
             num_workers=cfg.data.loader_workers,
+            pin_memory=precision.device.type == "cuda",
             generator=torch.Generator().manual_seed(seed),
         )
     )

@@ -47,6 +47,13 @@ def quick_validation(
     generator: nn.Module | None = None,
     epsilon: float | None = None,
 ) -> dict[str, float]:
+    # Seeded noise for comparable epochs, without touching the training RNG streams.
+    devices = [precision.device.index or 0] if precision.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        return _quick_validation(model, loader, precision, generator, epsilon)
+
+
+def _quick_validation(model, loader, precision, generator, epsilon) -> dict[str, float]:
     gaussian = GaussianNoise([QUICK_GAUSSIAN_SIGMA])
     metrics = {
         "val_clean_acc": accuracy(model, loader, precision),
