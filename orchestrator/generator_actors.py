@@ -52,6 +52,11 @@ class ReplayStoreActor:
     def pid(self) -> int:
         return os.getpid()
 
+    def sample(self, k: int) -> list[tuple[int, Any]]:
+        """Up to ``k`` (id, ObjectRef) pairs. Workers prefer ``index()`` plus a local cache,
+        which fetches each snapshot once instead of once per step."""
+        return self.store.sample(k)
+
     def size(self) -> int:
         return len(self.store)
 

@@ -90,22 +90,29 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
 def _report_callback(target: TrackingTarget | None, epochs: int):
     from ray.train import UserCallback
 
+    from trainers.progress import format_duration
+
     class EpochReport(UserCallback):
         """On the Train controller: print rank 0's epoch line and log it to MLflow."""
 
         def __init__(self) -> None:
             self.start = time.perf_counter()
+            self.reports = 0
 
         def after_report(self, run_context, metrics, checkpoint) -> None:
             m = metrics[0] if metrics else {}
             if not m:
                 return
             elapsed = time.perf_counter() - self.start
+            epoch = int(m.get("epoch", 0))
+            self.reports += 1  # epochs run by this fit() (a resumed run starts later)
+            eta = (epochs - epoch) * elapsed / self.reports
             print(
-                f"[antray] epoch {int(m.get('epoch', 0))}/{epochs} "
+                f"[antray] epoch {epoch}/{epochs} "
                 f"loss {m.get('train_loss', float('nan')):.4f} "
                 f"val_clean {m.get('val_clean_acc', float('nan')):.4f} "
-                f"{m.get('images_per_s', 0):.0f} img/s elapsed {elapsed:.0f}s",
+                f"{m.get('images_per_s', 0):.0f} img/s "
+                f"elapsed {format_duration(elapsed)} ETA {format_duration(eta)}",
                 flush=True,
             )
             if target is not None:
