@@ -72,6 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_sub.add_parser("show", help="print the resolved config")
     _add_config_args(show)
 
+    tune = sub.add_parser("tune", help="Ray Tune over GNT sigma or ANT epsilon")
+    _add_config_args(tune)
+    tune.add_argument("--space", required=True, help="gnt_sigma or ant_epsilon")
+    tune.add_argument("--grid", help="comma-separated values instead of sampling")
+    tune.add_argument("--num-samples", type=int, default=4, help="sampled trials")
+    tune.add_argument("--metric", default="val_gaussian_acc", help="reported metric to rank by")
+    tune.add_argument("--mode", default="max", help="max or min")
+    tune.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
+    tune.add_argument("--out", help="output directory (default runs/tune-<name>-<time>)")
+    tune.add_argument("--data-root", help="dataset root (else $ANTRAY_DATA_ROOT, else ./data)")
+    tune.add_argument("--address", help="join a Ray cluster: auto or ray://host:port")
+    tune.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+
     from evaluation.cli import add_eval_parser
 
     add_eval_parser(sub)
@@ -103,6 +116,40 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from orchestrator.config import load_config
+    from orchestrator.run_dir import default_run_dir
+    from orchestrator.tune_runner import tune_from_config
+
+    cfg = load_config(args.config, args.overrides)
+    grid = None
+    if args.grid:
+        try:
+            grid = [float(v) for v in args.grid.split(",") if v.strip()]
+        except ValueError:
+            raise UserError(f"--grid expects comma-separated numbers, got {args.grid!r}") from None
+    out = args.out or default_run_dir(f"tune-{cfg.experiment.name}")
+    summary = tune_from_config(
+        cfg,
+        out,
+        space_name=args.space,
+        grid=grid,
+        num_samples=args.num_samples,
+        metric=args.metric,
+        mode=args.mode,
+        max_concurrent=args.max_concurrent,
+        data_root=args.data_root,
+        address=args.address,
+        overwrite=args.overwrite,
+    )
+    print(f"tune directory: {os.path.abspath(out)}")
+    print(
+        f"best {summary['key']} = {summary['best_value']:.4g} "
+        f"({summary['metric']} {summary['best_metrics'].get(summary['metric'], float('nan')):.4f})"
+    )
+    return 0
+
+
 def _one_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
@@ -113,6 +160,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "train":
             return _train(args)
+        if args.command == "tune":
+            return _tune(args)
         if args.command == "config":
             from orchestrator.config import load_config
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,9 @@ from orchestrator.errors import UserError
 from orchestrator.tracking import TrackingTarget
 
 RAY_RUN_NAME = "train"
+# Inside a Tune trial, actors would otherwise be captured by the trial's small placement
+# group; the generator actor brings its own resources.
+OUTSIDE_ANY_PLACEMENT_GROUP = "DEFAULT"
 
 
 PROBE_TIMEOUT_S = 5.0
@@ -126,27 +130,23 @@ def _report_callback(target: TrackingTarget | None, epochs: int):
     return EpochReport()
 
 
-def train_ray(
+def build_trainer(
     cfg: ExperimentConfig,
-    run_dir: Path,
     *,
     data_root: str | None,
-    resume: bool,
-    address: str | None,
-    tracking: TrackingTarget | None = None,
-    num_cpus: int | None = None,
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """Run the TorchTrainer; returns (final metrics, final checkpoint state)."""
+    storage_path: Path,
+    run_name: str = RAY_RUN_NAME,
+    callbacks: list | None = None,
+) -> tuple[Any, list[Any]]:
+    """A TorchTrainer for ``cfg`` plus the actors it uses (generator trainer, replay store,
+    stop flag), which the caller kills after ``fit()``. Shared by train and tune."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from orchestrator.generator_actors import GeneratorTrainer, ReplayStoreActor, StopFlag
-    from orchestrator.signals import stop_on_sigint
     from trainers.data import resolve_data_root
-    from trainers.worker_env import load_state
 
-    ensure_ray(address, num_cpus=num_cpus)
     rt = cfg.runtime
     config = cfg.to_dict()
     # Absolute: Ray workers chdir into their session directory.
@@ -159,10 +159,11 @@ def train_ray(
         store = (
             ray.remote(ReplayStoreActor)
             .options(
-                name=f"antray-replay-{run_dir.name}-{os.getpid()}",
+                name=f"antray-replay-{run_name}-{storage_path.parent.name}-{uuid.uuid4().hex[:8]}",
                 num_cpus=0,
                 max_restarts=-1,
                 max_task_retries=-1,
+                scheduling_strategy=OUTSIDE_ANY_PLACEMENT_GROUP,
             )
             .remote(cfg.ant.replay_capacity, cfg.ant.replay_eviction, cfg.experiment.seed)
         )
@@ -173,10 +174,15 @@ def train_ray(
                 num_gpus=rt.generator_actor_gpus,
                 max_restarts=-1,
                 max_task_retries=1,
+                scheduling_strategy=OUTSIDE_ANY_PLACEMENT_GROUP,
             )
             .remote(config, root, rt.torch_threads)
         )
-    stop_flag = ray.remote(StopFlag).options(num_cpus=0).remote()
+    stop_flag = (
+        ray.remote(StopFlag)
+        .options(num_cpus=0, scheduling_strategy=OUTSIDE_ANY_PLACEMENT_GROUP)
+        .remote()
+    )
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -194,20 +200,53 @@ def train_ray(
             else {"CPU": rt.cpus_per_worker},
         ),
         run_config=RunConfig(
-            name=RAY_RUN_NAME,
-            storage_path=str((run_dir / "ray").resolve()),
+            name=run_name,
+            storage_path=str(storage_path.resolve()),
             checkpoint_config=CheckpointConfig(num_to_keep=rt.checkpoints_to_keep),
             failure_config=FailureConfig(max_failures=rt.max_failures),
-            callbacks=[_report_callback(tracking, cfg.optim.epochs)],
+            callbacks=callbacks or [],
         ),
     )
+    return trainer, [a for a in (store, trainer_actor, stop_flag) if a is not None]
+
+
+def kill_actors(actors: list[Any]) -> None:
+    import ray
+
+    for actor in actors:
+        ray.kill(actor)
+
+
+def train_ray(
+    cfg: ExperimentConfig,
+    run_dir: Path,
+    *,
+    data_root: str | None,
+    resume: bool,
+    address: str | None,
+    tracking: TrackingTarget | None = None,
+    num_cpus: int | None = None,
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Run the TorchTrainer; returns (final metrics, final checkpoint state).
+
+    ``resume`` needs nothing here: the same run directory means the same
+    ``RunConfig(name, storage_path)``, and Train V2 hands workers its latest checkpoint."""
+    from orchestrator.signals import stop_on_sigint
+    from trainers.worker_env import load_state
+
+    ensure_ray(address, num_cpus=num_cpus)
+    trainer, actors = build_trainer(
+        cfg,
+        data_root=data_root,
+        storage_path=run_dir / "ray",
+        callbacks=[_report_callback(tracking, cfg.optim.epochs)],
+    )
+    stop_flag = actors[-1]
     try:
         with stop_on_sigint(lambda: stop_flag.set.remote()):
             result = trainer.fit()
     finally:
-        for actor in (store, trainer_actor, stop_flag):
-            if actor is not None:
-                ray.kill(actor)
+        kill_actors(actors)
     state = None
     if result.checkpoint is not None:
         with result.checkpoint.as_directory() as directory:

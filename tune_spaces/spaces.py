@@ -1,0 +1,87 @@
+"""Search spaces for the two hyper-parameters the paper tunes, and their scheduler.
+
+- GNT's sigma: the paper finds a sharp optimum (ResNet50: 0.5) between "too small to
+  matter" and "overfits to the noise" (its Fig. 2); searched log-uniformly.
+- ANT's epsilon: searched as a per-coordinate size (epsilon / sqrt(N)) and converted to
+  the l2 size of the dataset's images, so one range serves MNIST, CIFAR-10 and ImageNet
+  (ImageNet's 135 is 0.348 per coordinate). On MNIST clipping saturates noise near 19.8
+  (SPEC.md), so the default upper end (0.6 per coordinate = 16.8 at 28x28) stays below it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from generators.rescale import epsilon_from_per_coordinate
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """One tuned config key: ``key`` gets each sampled value through ``--set``-style overrides."""
+
+    name: str
+    key: str  # the trial config's parameter name and the config path it overrides
+    low: float
+    high: float
+    description: str
+
+    def overrides(self, value: float) -> list[str]:
+        if self.key == "noise.sigmas":
+            return [f"noise.sigmas=[{value}]"]
+        return [f"{self.key}={value}"]
+
+
+SPACES: dict[str, SearchSpace] = {
+    "gnt_sigma": SearchSpace("gnt_sigma", "noise.sigmas", 0.05, 1.0, "GNT: one sigma, log-uniform"),
+    "ant_epsilon": SearchSpace(
+        "ant_epsilon", "ant.epsilon", 0.05, 0.6, "ANT: l2 size, log-uniform per coordinate"
+    ),
+}
+
+
+def space_bounds(space: SearchSpace, *, num_coordinates: int) -> tuple[float, float]:
+    """The search range in config units (epsilon in l2 for this image size)."""
+    if space.key == "ant.epsilon":
+        return (
+            epsilon_from_per_coordinate(space.low, num_coordinates=num_coordinates),
+            epsilon_from_per_coordinate(space.high, num_coordinates=num_coordinates),
+        )
+    return space.low, space.high
+
+
+def grid_values(low: float, high: float, count: int) -> list[float]:
+    """``count`` log-spaced values from low to high (rounded for readable configs)."""
+    if count == 1:
+        return [round(math.sqrt(low * high), 4)]
+    ratio = (high / low) ** (1 / (count - 1))
+    return [round(low * ratio**i, 4) for i in range(count)]
+
+
+def param_space(
+    space: SearchSpace,
+    *,
+    num_coordinates: int,
+    grid: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """A Ray Tune ``param_space``: an explicit grid, or log-uniform over the bounds."""
+    from ray import tune
+
+    if grid:
+        return {"value": tune.grid_search([float(v) for v in grid])}
+    low, high = space_bounds(space, num_coordinates=num_coordinates)
+    return {"value": tune.loguniform(low, high)}
+
+
+def asha_scheduler(*, max_epochs: int, grace_period: int = 1, reduction_factor: int = 2):
+    """ASHA on epochs: a trial reports once per epoch (``training_iteration``)."""
+    from ray.tune.schedulers import ASHAScheduler
+
+    return ASHAScheduler(
+        time_attr="training_iteration",
+        max_t=max_epochs,
+        grace_period=min(grace_period, max_epochs),
+        reduction_factor=reduction_factor,
+    )
