@@ -60,6 +60,9 @@ class ReplayStoreActor:
     def size(self) -> int:
         return len(self.store)
 
+    def ping(self) -> int:
+        return len(self.store)
+
     def state(self) -> dict[str, Any]:
         return self.store.state()
 
@@ -268,4 +271,7 @@ class StopFlag:
         self.flag = True
 
     def is_set(self) -> bool:
+        return self.flag
+
+    def ping(self) -> bool:
         return self.flag

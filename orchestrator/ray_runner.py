@@ -210,6 +210,14 @@ def build_trainer(
     return trainer, [a for a in (store, trainer_actor, stop_flag) if a is not None]
 
 
+def wait_until_ready(actors: list[Any], timeout_s: float = 300) -> None:
+    """Let the actors finish constructing (imports, loading data) before training starts,
+    so the first restart is not delayed by the generator actor's start-up."""
+    import ray
+
+    ray.get([actor.ping.remote() for actor in actors], timeout=timeout_s)
+
+
 def kill_actors(actors: list[Any]) -> None:
     import ray
 
@@ -242,6 +250,7 @@ def train_ray(
         callbacks=[_report_callback(tracking, cfg.optim.epochs)],
     )
     stop_flag = actors[-1]
+    wait_until_ready(actors)
     try:
         with stop_on_sigint(lambda: stop_flag.set.remote()):
             result = trainer.fit()

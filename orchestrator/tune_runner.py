@@ -64,7 +64,7 @@ def tune_from_config(
     def trial(trial_config: dict[str, Any]) -> None:
         from ray.tune.integration.ray_train import TuneReportCallback
 
-        from orchestrator.ray_runner import build_trainer, kill_actors
+        from orchestrator.ray_runner import build_trainer, kill_actors, wait_until_ready
 
         value = float(trial_config["value"])
         trial_cfg = validate_config(
@@ -78,6 +78,7 @@ def tune_from_config(
             callbacks=[TuneReportCallback()],
         )
         try:
+            wait_until_ready(actors)
             trainer.fit()
         finally:
             kill_actors(actors)

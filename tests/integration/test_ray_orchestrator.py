@@ -10,14 +10,14 @@ pytestmark = pytest.mark.integration
 
 TINY_ANT = [
     "data.dataset=mnist",
-    "data.limit_train=1536",
+    "data.limit_train=2560",
     "data.limit_test=256",
     "data.batch_size=64",
     "optim.epochs=1",
     "ant.epsilon=6.0",
-    "ant.restart_iterations=15",
+    "ant.restart_iterations=10",
     "ant.restart_every_steps=4",
-    "ant.snapshot_every_steps=3",
+    "ant.snapshot_every_steps=5",
     "ant.replay_capacity=5",
     "runtime.num_workers=2",
     "runtime.cpus_per_worker=0.5",
@@ -32,8 +32,8 @@ def test_two_workers_ant_replay_restarts_resume_and_mlflow(ray_local, mnist_root
     cfg = load_config("configs/mnist_ant1x1.yaml", TINY_ANT)
     first = train_from_config(cfg, run, backend="ray", data_root=str(mnist_root))
 
-    # 1536 images / 2 workers / batch 64 = 12 steps per worker: snapshots at 3, 6, 9, 12.
-    assert first["epoch"] == 1 and first["step"] == 12
+    # 2560 images / 2 workers / batch 64 = 20 steps per worker: snapshots at 5, 10, 15, 20.
+    assert first["epoch"] == 1 and first["step"] == 20
     assert first["replay_size"] == 4, "the store grows by one snapshot per interval"
     assert first["restarts_adopted"] >= 1, "a restarted generator was adopted"
     # No step waited for a restart: steps kept running while one was in flight, and
@@ -52,7 +52,7 @@ def test_two_workers_ant_replay_restarts_resume_and_mlflow(ray_local, mnist_root
     # Resume the same run for a second epoch: it starts at epoch 2 with the saved replay.
     cfg2 = load_config("configs/mnist_ant1x1.yaml", [*TINY_ANT, "optim.epochs=2"])
     second = train_from_config(cfg2, run, backend="ray", data_root=str(mnist_root), resume=True)
-    assert second["epoch"] == 2 and second["step"] == 24
+    assert second["epoch"] == 2 and second["step"] == 40
     assert second["replay_size_at_start"] == first["replay_size"]
     assert second["replay_size"] == 5, "capacity bounds the store"
     assert second["mlflow_run_id"] == first["mlflow_run_id"], "one MLflow run per training"
