@@ -7,8 +7,10 @@ workers get the latest checkpoint from ``ray.train.get_checkpoint()``.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -71,6 +73,8 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     from trainers.loop import run_worker
     from trainers.ray_env import RayTrainEnv
 
+    # Train V2 logs every report's full metrics dict at INFO; our epoch line says enough.
+    logging.getLogger("ray.train").setLevel(logging.WARNING)
     cfg = validate_config(loop_config["config"], source="<ray worker>")
     env = RayTrainEnv(stop_flag=loop_config.get("stop_flag"))
 
@@ -210,6 +214,27 @@ def build_trainer(
     return trainer, [a for a in (store, trainer_actor, stop_flag) if a is not None]
 
 
+def fit_in_thread(trainer: Any) -> Any:
+    """``trainer.fit()`` off the main thread: Train V2 then leaves SIGINT to us (it installs
+    its own abort-the-run handler only on the main thread), so the first Ctrl-C can stop
+    the workers cleanly at a step boundary with a checkpoint instead."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            box["result"] = trainer.fit()
+        except BaseException as exc:  # re-raised on the calling thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, name="antray-fit", daemon=True)
+    thread.start()
+    while thread.is_alive():
+        thread.join(timeout=0.5)  # short waits keep the main thread responsive to signals
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
+
+
 def wait_until_ready(actors: list[Any], timeout_s: float = 300) -> None:
     """Let the actors finish constructing (imports, loading data) before training starts,
     so the first restart is not delayed by the generator actor's start-up."""
@@ -253,7 +278,7 @@ def train_ray(
     wait_until_ready(actors)
     try:
         with stop_on_sigint(lambda: stop_flag.set.remote()):
-            result = trainer.fit()
+            result = fit_in_thread(trainer)
     finally:
         kill_actors(actors)
     state = None

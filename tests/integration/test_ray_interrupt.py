@@ -1,4 +1,4 @@
-"""Ctrl-C on the Ray backend (opt-in: `pytest --run-slow tests/slow`): the driver sets the
+"""Ctrl-C on the Ray backend (a subprocess with its own local Ray): the driver sets the
 StopFlag actor, all ranks stop at the same step, rank 0 writes an interrupted checkpoint,
 and `--resume` continues from it with the same replay history."""
 
@@ -12,7 +12,7 @@ import pytest
 
 from trainers.worker_env import load_state
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 SETS = [
     "data.limit_train=4096",
