@@ -19,7 +19,6 @@ from torch import nn
 from tqdm import tqdm
 
 from evaluation.runner import EvalSettings, ShardMapper, Split, evaluate, evaluate_splits
-from orchestrator.errors import UserError
 
 
 def run_shard(
@@ -33,20 +32,10 @@ def run_shard(
 
 
 def _init_ray(address: str | None) -> None:
-    import ray
+    """The same start-or-join as ``antray train`` (probe first, one-line errors)."""
+    from orchestrator.ray_runner import ensure_ray
 
-    if ray.is_initialized():
-        return
-    try:
-        if address:
-            ray.init(address=address, log_to_driver=False)
-        else:
-            ray.init(include_dashboard=False, log_to_driver=False)
-    except (ConnectionError, ValueError, RuntimeError) as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise UserError(
-            f"cannot start or join Ray (address {address or 'local'}): {first}"
-        ) from None
+    ensure_ray(address)
 
 
 def ray_shard_mapper(
