@@ -54,6 +54,9 @@ def ensure_ray(address: str | None, *, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    # Train V2 re-routes worker print() through a logger and, because Ray wraps stdout,
+    # also tees it: every progress line would reach the driver twice.
+    os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
     try:
         if address:
             ray.init(address=address, namespace="antray", log_to_driver=True)
@@ -62,6 +65,16 @@ def ensure_ray(address: str | None, *, num_cpus: int | None = None) -> None:
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or "a local instance"
         raise UserError(f"cannot reach Ray at {where}: {str(exc).splitlines()[0]}") from None
+
+
+def _quiet_report_log() -> None:
+    """Train V2 logs every report's whole metrics dict at INFO, under a logger named after
+    its source file; our epoch line says enough. Cosmetic, so a moved module is ignored."""
+    try:
+        from ray.train.v2._internal.execution import context
+    except ImportError:
+        return
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)
 
 
 def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
@@ -73,8 +86,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     from trainers.loop import run_worker
     from trainers.ray_env import RayTrainEnv
 
-    # Train V2 logs every report's full metrics dict at INFO; our epoch line says enough.
-    logging.getLogger("ray.train").setLevel(logging.WARNING)
+    _quiet_report_log()
     cfg = validate_config(loop_config["config"], source="<ray worker>")
     env = RayTrainEnv(stop_flag=loop_config.get("stop_flag"))
 
