@@ -9,8 +9,6 @@ its centre crop. Weights ~ N(0, 0.01^2), biases 0, so at init the output is ~z.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import torch
 from torch import nn
 
@@ -76,6 +74,3 @@ def create_generator(kind: str, *, channels: int) -> NoiseGenerator:
     if kind not in GENERATOR_KERNELS:
         raise KeyError(f"unknown generator {kind!r}; known: {sorted(GENERATOR_KERNELS)}")
     return NoiseGenerator(channels, kernel=GENERATOR_KERNELS[kind])
-
-
-GeneratorFactory = Callable[[], NoiseGenerator]

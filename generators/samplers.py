@@ -7,7 +7,7 @@ Every sampler maps a clean batch in [0, 1] to ``clip(noisy, 0, 1)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 
@@ -59,6 +59,3 @@ class SpeckleNoise:
         c = _per_image_level(self.levels, x, rng)
         noise = torch.randn(x.shape, generator=rng, device=_noise_device(x, rng))
         return (x + x * c * noise.to(x.device, x.dtype)).clamp(0.0, 1.0)
-
-
-NoiseSampler = Callable[..., torch.Tensor]

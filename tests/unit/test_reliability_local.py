@@ -42,6 +42,16 @@ def train(run: Path, *extra: str, config: str = "configs/mnist_vanilla.yaml") ->
 
 
 def test_sigint_writes_checkpoint_and_resume_continues(mnist_root, tmp_path):
+    # The same ANT run is interrupted, then resumed: one set of overrides for both.
+    ant_sets = sets(
+        *TINY,
+        "data.limit_train=2048",
+        "optim.epochs=2",
+        "ant.restart_iterations=5",
+        "ant.restart_every_steps=10",
+        "ant.snapshot_every_steps=5",
+        "tracking.mlflow_uri=sqlite:///" + str(tmp_path / "ml.db"),
+    )
     run = tmp_path / "run"
     argv = [
         sys.executable,
@@ -54,15 +64,7 @@ def test_sigint_writes_checkpoint_and_resume_continues(mnist_root, tmp_path):
         str(REPO / "configs/mnist_ant1x1.yaml"),
         "--run-dir",
         str(run),
-        *sets(
-            *TINY,
-            "data.limit_train=2048",
-            "optim.epochs=2",
-            "ant.restart_iterations=5",
-            "ant.restart_every_steps=10",
-            "ant.snapshot_every_steps=5",
-            "tracking.mlflow_uri=sqlite:///" + str(tmp_path / "ml.db"),
-        ),
+        *ant_sets,
     ]
     env = {**os.environ, "ANTRAY_DATA_ROOT": str(mnist_root)}
     proc = subprocess.Popen(argv, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
@@ -82,21 +84,7 @@ def test_sigint_writes_checkpoint_and_resume_continues(mnist_root, tmp_path):
     adam_steps = int(next(iter(saved["optimizer"]["state"].values()))["step"])
     assert adam_steps == saved["steps_done"]
 
-    code = train(
-        run,
-        "--resume",
-        "--config",
-        str(REPO / "configs/mnist_ant1x1.yaml"),
-        *sets(
-            *TINY,
-            "data.limit_train=2048",
-            "optim.epochs=2",
-            "ant.restart_iterations=5",
-            "ant.restart_every_steps=10",
-            "ant.snapshot_every_steps=5",
-            "tracking.mlflow_uri=sqlite:///" + str(tmp_path / "ml.db"),
-        ),
-    )
+    code = train(run, "--resume", *ant_sets, config="configs/mnist_ant1x1.yaml")
     assert code == 0
     history = __import__("json").loads((run / "history.json").read_text())
     resumed_first = history[1]
