@@ -36,7 +36,12 @@ class DataSection(_Frozen):
     batch_size: PositiveInt = 128
     eval_batch_size: PositiveInt = 512
     loader_workers: NonNegInt = 0
+    # Validation split carved from the training images (seeded by split_seed, so every
+    # model and Tune trial sees the same one); None: the dataset's default, 0: none.
+    val_size: NonNegInt | None = None
+    split_seed: NonNegInt = 0
     limit_train: PositiveInt | None = None  # first N training images (tests, smoke runs)
+    limit_val: PositiveInt | None = None  # first N validation images
     limit_test: PositiveInt | None = None
 
 

@@ -11,6 +11,7 @@ import gzip
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -138,7 +139,7 @@ def make_synthetic(*, train: bool, size: int = 2048, seed: int = 0) -> TensorDat
     return TensorDataset(x, y)
 
 
-def _torchvision_cifar10(root: DataRoot, *, train: bool) -> Dataset:
+def _torchvision_cifar10(root: DataRoot, *, train: bool, augment: bool) -> Dataset:
     import torchvision
     from torchvision.transforms import v2
 
@@ -149,7 +150,7 @@ def _torchvision_cifar10(root: DataRoot, *, train: bool) -> Dataset:
             f"and test_batch exist (set --data-root or {DATA_ROOT_ENV})"
         )
     ops = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True)]
-    if train:
+    if augment:
         ops = [v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip(), *ops]
     root.path.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root.path / ".cifar10.lock")):
@@ -176,22 +177,90 @@ def image_folder(path: Path, *, train: bool, what: str = "ImageNet") -> Dataset:
 
 
 def load_dataset(
-    name: str, root: DataRoot, *, train: bool, limit: int | None = None, seed: int = 0
+    name: str,
+    root: DataRoot,
+    *,
+    train: bool,
+    limit: int | None = None,
+    seed: int = 0,
+    augment: bool | None = None,
 ) -> Dataset:
-    """Dataset by config name; ``limit`` keeps the first N items (deterministic)."""
+    """Dataset by config name; ``limit`` keeps the first N items (deterministic).
+
+    ``augment`` (default: ``train``) picks the training transforms; a validation split
+    carved from the training files reads them with the evaluation transforms.
+    """
+    augment = train if augment is None else augment
     if name == "mnist":
         ds: Dataset = load_mnist(root, train=train)
     elif name == "synthetic":
-        ds = make_synthetic(train=train, size=limit or 2048, seed=seed)
+        ds = make_synthetic(train=train, size=limit or SYNTHETIC_SIZE, seed=seed)
     elif name == "cifar10":
-        ds = _torchvision_cifar10(root, train=train)
+        ds = _torchvision_cifar10(root, train=train, augment=augment)
     elif name == "imagenet":
-        ds = image_folder(root.path / "imagenet" / ("train" if train else "val"), train=train)
+        ds = image_folder(root.path / "imagenet" / ("train" if train else "val"), train=augment)
     else:
         raise KeyError(f"unknown dataset {name!r}")
     if limit is not None and limit < len(ds):  # type: ignore[arg-type]
         ds = Subset(ds, range(limit))
     return ds
+
+
+# --- train / validation / test --------------------------------------------------------
+# Validation is carved from the training images (never the test set): per-epoch
+# validation, Tune's objective and every choice of defaults read it; only `antray eval`
+# reads the test set. The split is seeded by its own seed (not the experiment's), so
+# every model and every Tune trial is compared on the same validation images.
+
+Split = Literal["train", "val", "test"]
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+SYNTHETIC_SIZE = 2048
+DEFAULT_VAL_SIZE = {"mnist": 5000, "cifar10": 5000, "imagenet": 10000, "synthetic": 256}
+
+
+def default_val_size(name: str) -> int:
+    return DEFAULT_VAL_SIZE[name]
+
+
+def split_indices(n: int, *, val_size: int, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded partition of ``range(n)`` into (train, val) index lists, each sorted."""
+    if not 0 <= val_size < n:
+        raise ValueError(f"val_size must be in [0, {n}), got {val_size}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[val_size:]), sorted(order[:val_size])
+
+
+def load_split(
+    name: str,
+    root: DataRoot,
+    split: Split,
+    *,
+    val_size: int | None = None,
+    split_seed: int = 0,
+    limit: int | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """The ``train`` or ``val`` part of the training images, or the ``test`` set.
+
+    ``val_size`` (default: :data:`DEFAULT_VAL_SIZE`) images of the training files form
+    the validation split and are excluded from ``train``; ``limit`` keeps the first N of
+    the chosen split.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    if split == "test":
+        return load_dataset(name, root, train=False, limit=limit, seed=seed)
+    size = default_val_size(name) if val_size is None else val_size
+    # Synthetic data is generated to size: make enough for both parts.
+    full_limit = limit + size if name == "synthetic" and limit is not None else None
+    full = load_dataset(
+        name, root, train=True, augment=split == "train", limit=full_limit, seed=seed
+    )
+    train_idx, val_idx = split_indices(len(full), val_size=size, seed=split_seed)  # type: ignore[arg-type]
+    indices = train_idx if split == "train" else val_idx
+    if limit is not None:
+        indices = indices[:limit]
+    return Subset(full, indices)
 
 
 def load_stylized(root: DataRoot, stylized_root: str | None) -> Dataset:

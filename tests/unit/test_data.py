@@ -3,8 +3,15 @@
 import gzip
 
 import pytest
+import torch
 
-from trainers.data import DataMissingError, load_mnist, resolve_data_root
+from trainers.data import (
+    DataMissingError,
+    load_mnist,
+    load_split,
+    resolve_data_root,
+    split_indices,
+)
 
 
 def test_resolution_order(monkeypatch, tmp_path):
@@ -33,3 +40,24 @@ def test_truncated_idx_is_reported(tmp_path):
         fh.write(bytes([0, 0, 8, 1]) + (10).to_bytes(4, "big") + bytes(10))
     with pytest.raises(DataMissingError, match="truncated"):
         load_mnist(resolve_data_root(str(tmp_path)), train=False)
+
+
+def test_validation_split_is_carved_from_training_images_and_seeded():
+    root = resolve_data_root("unused")
+    train = load_split("synthetic", root, "train", val_size=64, limit=500)
+    val = load_split("synthetic", root, "val", val_size=64, limit=500)
+    again = load_split("synthetic", root, "val", val_size=64, limit=500)
+    assert len(train) == 500 and len(val) == 64
+    # disjoint parts of the same training images, the same on every call
+    assert not set(train.indices) & set(val.indices)
+    assert val.indices == again.indices
+    assert torch.equal(val[0][0], again[0][0])
+    other_seed = load_split("synthetic", root, "val", val_size=64, limit=500, split_seed=1)
+    assert other_seed.indices != val.indices
+
+
+def test_split_indices_partition_and_bounds():
+    train, val = split_indices(100, val_size=10, seed=3)
+    assert sorted(train + val) == list(range(100)) and len(val) == 10
+    with pytest.raises(ValueError):
+        split_indices(10, val_size=10, seed=0)
