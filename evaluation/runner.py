@@ -40,7 +40,7 @@ from evaluation.benchmarks import (
     corruption_category,
     iter_benchmark,
 )
-from evaluation.corruptions import available_corruptions, category_of, corrupt
+from evaluation.corruptions.suites import generated_suite
 from evaluation.metrics import aggregate_corruption_results, topk_correct
 from trainers.data import DataMissingError, load_dataset, resolve_data_root
 
@@ -62,7 +62,6 @@ COMPATIBLE_DATASETS: dict[str, tuple[str, ...]] = {
     "cifar10-c": ("cifar10",),
     "imagenet-c": ("imagenet",),
 }
-GENERATED_SEVERITIES: tuple[int, ...] = (1, 2, 3, 4, 5)
 EPS_STAR_DIRECTIONS: tuple[str, ...] = ("gaussian", "uniform", "adversarial")
 ATTACKS: tuple[str, ...] = ("pgd", "ddn")
 
@@ -142,7 +141,8 @@ def resolve_splits(
         raise EvalInputError(f"unknown benchmark {benchmark!r}; choose from {sorted(BENCHMARKS)}")
     spec = BENCHMARKS[benchmark]
     if generated:
-        allowed, default_sev, what = available_corruptions(), GENERATED_SEVERITIES, "generated"
+        suite = generated_suite(benchmark)
+        allowed, default_sev, what = list(suite.corruptions), suite.severities, "generated"
     else:
         allowed, default_sev, what = list(spec.corruptions), spec.severities, f"{benchmark} files"
     names = list(allowed if corruptions is None else corruptions)
@@ -297,18 +297,19 @@ def _generated_rows(
     counts = {split: _Counts() for split in splits}
     total = len(dataset) * len(splits)  # type: ignore[arg-type]
     desc = f"{settings.benchmark} generated, {len(splits)} splits"
+    suite = generated_suite(settings.benchmark)
     with _bar(progress, total=total, unit="img", desc=desc) as bar:
         start = 0
         for x, y in _loader(dataset, settings):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             for corruption, severity in splits:
                 seed = split_seed(settings.seed, corruption, severity, start)
-                xc = corrupt(x, corruption, severity, seed=seed)
+                xc = suite.apply(x, corruption, severity, seed=seed)
                 counts[(corruption, severity)].add(model(xc), y)
                 bar.set_postfix_str(f"{corruption} s{severity}", refresh=False)
                 bar.update(y.shape[0])
             start += y.shape[0]
-    return [counts[s].row(s[0], s[1], category_of(s[0]), settings) for s in splits]
+    return [counts[s].row(s[0], s[1], suite.category(s[0]), settings) for s in splits]
 
 
 def _file_rows(
