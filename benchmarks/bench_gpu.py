@@ -1,0 +1,244 @@
+"""GPU training throughput: ResNet-50 at 224 px on synthetic tensors (no download).
+
+    .venv/bin/python benchmarks/bench_gpu.py                     # the full GPU run (< 6 min)
+    .venv/bin/python benchmarks/bench_gpu.py --tiny --device cpu  # a seconds-long CPU check
+
+Bare loop: each mode (vanilla, GNT sigma 0.5, ANT 1x1, ANT 3x3) x precision (fp32, bf16
+autocast) x memory format (NCHW, channels_last) runs the project's own step functions
+(`trainers.steps`) on one device, `--warmup` steps then `--steps` timed ones, with the
+device synchronised around the timed window. Orchestrator: the same steps through
+`antray train --backend ray` (one Ray Train worker per GPU) on a synthetic ImageNet-shaped
+dataset, compared with the bare loop of the same mode and precision in the same run.
+
+Prints the device, images/s per row, ANT / vanilla and orchestrator / bare ratios, and
+writes the rows as JSON with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+
+from generators.networks import create_generator
+from generators.samplers import GaussianNoise
+from trainers.device import Precision
+from trainers.mixing import Shares
+from trainers.models import create_model
+from trainers.steps import ant_step, noise_step, vanilla_step
+
+MODES = ("vanilla", "gnt", "ant1x1", "ant3x3")
+# The paper's ImageNet settings (SPEC.md): SGD lr 1e-3 momentum 0.9, GNT sigma 0.5,
+# ANT epsilon 135 at 224x224x3 with 50 / 30 / 20 % clean / current / replay.
+GNT_SIGMA = 0.5
+IMAGENET_EPSILON = 135.0
+ANT_SHARES = Shares(clean=0.5, current=0.3, replay=0.2, stylized=0.0)
+REPLAY_GENERATORS = 2
+
+
+@dataclass(frozen=True)
+class Setting:
+    model: str
+    image_size: int
+    num_classes: int
+    batch: int
+    steps: int
+    warmup: int
+
+
+@dataclass(frozen=True)
+class Row:
+    runner: str  # "bare" or "orchestrator"
+    mode: str
+    precision: str  # "fp32" or "bf16"
+    channels_last: bool
+    images_per_s: float
+    step_ms: float
+
+
+def _epsilon(image_size: int) -> float:
+    # Keep ImageNet's per-coordinate size at other image sizes (SPEC.md).
+    return IMAGENET_EPSILON * (image_size / 224)
+
+
+def make_step(
+    mode: str, setting: Setting, precision: Precision
+) -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
+    """A closure running one training step of ``mode`` on a batch (model built here)."""
+    model = precision.model(create_model(setting.model, num_classes=setting.num_classes))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    if mode == "vanilla":
+        return lambda x, y: vanilla_step(model, optimizer, x, y, precision=precision)
+    if mode == "gnt":
+        sampler = GaussianNoise([GNT_SIGMA])
+        return lambda x, y: noise_step(
+            model, optimizer, x, y, sampler=sampler, clean_share=0.5, precision=precision
+        )
+    kind = {"ant1x1": "1x1", "ant3x3": "3x3"}[mode]
+    generator = create_generator(kind, channels=3).to(precision.device)
+    generator_optimizer = torch.optim.Adam(generator.parameters(), lr=1e-4)
+    # Two replayed generators per batch, as in the reference (0.1 of the batch each).
+    replay = [create_generator(kind, channels=3).to(precision.device).eval() for _ in range(2)]
+    epsilon = _epsilon(setting.image_size)
+    return lambda x, y: ant_step(
+        model,
+        optimizer,
+        x,
+        y,
+        generator=generator,
+        generator_optimizer=generator_optimizer,
+        replay=replay,
+        epsilon=epsilon,
+        shares=ANT_SHARES,
+        precision=precision,
+    )
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_bare(mode: str, setting: Setting, precision: Precision) -> float:
+    """Images/s of ``mode`` over ``setting.steps`` steps after ``setting.warmup`` ones."""
+    g = torch.Generator().manual_seed(0)
+    shape = (setting.batch, 3, setting.image_size, setting.image_size)
+    x = torch.rand(shape, generator=g).to(precision.device)
+    y = torch.randint(setting.num_classes, (setting.batch,), generator=g).to(precision.device)
+    step = make_step(mode, setting, precision)
+    for _ in range(setting.warmup):
+        step(x, y)
+    _sync(precision.device)
+    t0 = time.perf_counter()
+    for _ in range(setting.steps):
+        step(x, y)
+    _sync(precision.device)
+    return setting.batch * setting.steps / (time.perf_counter() - t0)
+
+
+def bare_rows(
+    setting: Setting, device: str, modes: list[str], precisions: list[str], formats: list[bool]
+) -> list[Row]:
+    rows = []
+    for mode in modes:
+        for prec in precisions:
+            for channels_last in formats:
+                precision = Precision.create(
+                    device, amp=prec == "bf16", channels_last=channels_last
+                )
+                if (prec == "bf16") != precision.amp or channels_last != precision.channels_last:
+                    continue  # CPU: bf16 autocast and channels_last are CUDA-only paths
+                rate = time_bare(mode, setting, precision)
+                rows.append(
+                    Row("bare", mode, prec, channels_last, rate, 1000 * setting.batch / rate)
+                )
+                print(_row_line(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def _row_line(r: Row) -> str:
+    cl = "channels_last" if r.channels_last else "NCHW"
+    return (
+        f"{r.runner:12s} {r.mode:8s} {r.precision} {cl:13s} {r.images_per_s:8.1f} img/s "
+        f"{r.step_ms:8.1f} ms/step"
+    )
+
+
+def ratio_lines(rows: list[Row]) -> list[str]:
+    """ANT / vanilla per (precision, format) and orchestrator / bare per mode."""
+    index = {(r.runner, r.mode, r.precision, r.channels_last): r.images_per_s for r in rows}
+    out = []
+    for (runner, mode, prec, cl), rate in sorted(index.items()):
+        vanilla = index.get((runner, "vanilla", prec, cl))
+        if mode.startswith("ant") and vanilla:
+            out.append(f"{runner} {mode}/vanilla {prec} cl={cl}: {rate / vanilla:.3f}")
+        bare = index.get(("bare", mode, prec, cl))
+        if runner == "orchestrator" and bare:
+            out.append(f"orchestrator/bare {mode} {prec} cl={cl}: {rate / bare:.3f}")
+    return out
+
+
+def device_name(device: str) -> str:
+    dev = Precision.create(device).device
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU {platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--modes", default=",".join(MODES))
+    p.add_argument("--precisions", default="fp32,bf16")
+    p.add_argument("--formats", default="nchw,channels_last")
+    p.add_argument("--model", default="resnet50")
+    p.add_argument("--image-size", type=int, default=224)
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=8)
+    p.add_argument("--tiny", action="store_true", help="CPU smoke sizes: 32 px, batch 8, 2 steps")
+    p.add_argument("--json", help="write the rows here")
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    if args.tiny:
+        args.image_size, args.batch, args.steps, args.warmup = 32, 8, 2, 1
+        args.num_classes = min(args.num_classes, 10)
+    for name, allowed in (
+        ("modes", MODES),
+        ("precisions", ("fp32", "bf16")),
+        ("formats", ("nchw", "channels_last")),
+    ):
+        values = getattr(args, name).split(",")
+        unknown = [v for v in values if v not in allowed]
+        if unknown or not values:
+            build_parser().error(f"--{name}: unknown {unknown}; choose from {list(allowed)}")
+        setattr(args, name, values)
+    return args
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    args = parse_args(argv)
+    setting = Setting(
+        args.model, args.image_size, args.num_classes, args.batch, args.steps, args.warmup
+    )
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+    print(f"device: {device_name(args.device)}; torch {torch.__version__}; {setting}", flush=True)
+    t0 = time.perf_counter()
+    rows = bare_rows(
+        setting,
+        args.device,
+        args.modes,
+        args.precisions,
+        [f == "channels_last" for f in args.formats],
+    )
+    print(f"\nCommand: `{' '.join(sys.argv)}` ({time.perf_counter() - t0:.0f} s)\n")
+    print("| runner | mode | precision | memory format | img/s | ms/step |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        fmt = "channels_last" if r.channels_last else "NCHW"
+        print(
+            f"| {r.runner} | {r.mode} | {r.precision} | {fmt} | {r.images_per_s:.1f} "
+            f"| {r.step_ms:.1f} |"
+        )
+    print()
+    for line in ratio_lines(rows):
+        print(line)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([asdict(r) for r in rows], f, indent=1)
+    return rows
+
+
+if __name__ == "__main__":
+    main()
