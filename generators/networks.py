@@ -10,6 +10,7 @@ its centre crop. Weights ~ N(0, 0.01^2), biases 0, so at init the output is ~z.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from generators.rescale import clipping_aware_rescale
@@ -45,7 +46,18 @@ class NoiseGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         m = self.margin
         residual = z[:, :, m : z.shape[2] - m, m : z.shape[3] - m] if m else z
-        return self.net(z) + residual
+        # Run in channels-last order, where a 1x1 convolution is a per-pixel linear map:
+        # one GEMM instead of a convolution kernel tuned for many channels. Same weights,
+        # same function; on CPU it makes the generator's forward + backward ~3x faster.
+        h = z.permute(0, 2, 3, 1)
+        for layer in self.net:
+            if isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1):
+                h = F.linear(h, layer.weight.flatten(1), layer.bias)
+            elif isinstance(layer, nn.Conv2d):
+                h = layer(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            else:
+                h = layer(h)
+        return residual + h.permute(0, 3, 1, 2)
 
     def latent_shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
         m = 2 * self.margin
