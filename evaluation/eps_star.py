@@ -117,7 +117,7 @@ def _flipped(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> to
     return model(images).argmax(dim=1) != labels
 
 
-def _max_size(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+def max_reachable_size(x: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """``||saturated(x, d) - x||_2`` per image, float64."""
     diff = saturated(x, d).to(torch.float64) - x.to(torch.float64)
     return diff.reshape(x.shape[0], -1).norm(dim=1)
@@ -137,7 +137,7 @@ def _search_chunk(
     hi = torch.full_like(lo, math.inf)
     level = torch.zeros(batch, dtype=torch.int64, device=device)
     steps = torch.zeros(batch, dtype=torch.int64, device=device)
-    e_max = _max_size(x, d)
+    e_max = max_reachable_size(x, d)
 
     wrong = _flipped(model, x, y)
     eps[wrong] = 0.0
@@ -337,6 +337,7 @@ __all__ = [
     "adversarial_eps_star",
     "draw_directions",
     "eps_star",
+    "max_reachable_size",
     "median_with_inf",
     "reference_search",
 ]

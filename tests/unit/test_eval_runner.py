@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from evaluation.model_loading import load_checkpoint_model, load_torchvision_model
-from evaluation.runner import EvalInputError, evaluate
+from evaluation.request import EvalInputError, EvalRequest
+from evaluation.runner import evaluate
 from orchestrator.cli import main
 from trainers.data import load_dataset, resolve_data_root
 from trainers.models import create_model
@@ -22,7 +23,7 @@ from trainers.worker_env import save_state
 
 CONFIG = {
     "model": {"name": "madry_cnn", "num_classes": 10},
-    "data": {"dataset": "mnist"},
+    "data": {"dataset": "mnist", "val_size": 1000, "split_seed": 3},
     "ant": {"epsilon": 8.0, "generator": "1x1"},
 }
 
@@ -197,7 +198,7 @@ def test_bad_inputs_are_user_errors(
     msg = _user_error([*base, "--benchmark", "mnist-c", "--severities", "2"], capsys)
     assert "severities" in msg  # MNIST-C files have one severity
     msg = _user_error([*base, "--benchmark", "mnist-c", "--generated", "--limit", "0"], capsys)
-    assert "limit must be >= 1" in msg
+    assert "--limit must be > 0, got 0" in msg
 
 
 def test_sharded_rows_equal_in_process(run_dir: Path, mnist_root: Path) -> None:
@@ -212,11 +213,11 @@ def test_sharded_rows_equal_in_process(run_dir: Path, mnist_root: Path) -> None:
         return [run_shard(model, settings, shard) for shard in shards]
 
     kwargs = dict(
-        benchmark="mnist-c", data_root=mnist_root, generated=True, limit=48, device="cpu",
+        benchmark="mnist-c", data_root=str(mnist_root), generated=True, limit=48, device="cpu",
         corruptions=["impulse_noise", "fog"], severities=[1, 5], progress=False, batch_size=32,
     )  # fmt: skip
-    local = evaluate(model, **kwargs)
-    sharded = evaluate(model, num_workers=3, distribute=sequential, **kwargs)
+    local = evaluate(model, EvalRequest.build(**kwargs))
+    sharded = evaluate(model, EvalRequest.build(num_workers=3, **kwargs), distribute=sequential)
     assert calls == [(4, 3)]
     assert sharded["rows"] == local["rows"]
     assert sharded["clean_accuracy"] == local["clean_accuracy"]
@@ -269,7 +270,11 @@ def test_adversarial_eps_star_and_attacks(run_dir: Path, mnist_root: Path, tmp_p
     results = json.loads((out / "results.json").read_text())
     adv = results["eps_star"]["adversarial"]
     assert len(adv["per_seed"]) == 2 and adv["seeds"] == [0, 1]
-    assert (adv["epsilon"], adv["generator"], adv["generator_data"]) == (8.0, "1x1", "train")
+    # The paper's size carried to 28x28 (not the checkpoint's ant.epsilon 8), trained on
+    # the train split: the 60000 training images less the 1000 validation ones.
+    assert adv["epsilon"] == pytest.approx(135 * (784 / 150528) ** 0.5)
+    assert (adv["generator"], adv["generator_data"]) == ("1x1", "train split (59000 images)")
+    assert adv["unreachable_share"] == 0.0 and len(adv["never_flipped"]) == 2
     attacks = results["attacks"]
     assert set(attacks) == {"pgd_l2_1", "pgd_linf_0", "pgd_linf_0.3", "ddn"}
     assert attacks["pgd_linf_0.3"]["accuracy"] <= attacks["pgd_linf_0"]["accuracy"]
