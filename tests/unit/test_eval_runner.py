@@ -279,3 +279,77 @@ def test_adversarial_eps_star_and_attacks(run_dir: Path, mnist_root: Path, tmp_p
     assert set(attacks) == {"pgd_l2_1", "pgd_linf_0", "pgd_linf_0.3", "ddn"}
     assert attacks["pgd_linf_0.3"]["accuracy"] <= attacks["pgd_linf_0"]["accuracy"]
     assert len(attacks["ddn"]["values"]) == 8 and attacks["ddn"]["median_l2"] >= 0
+
+
+def test_val_split_reads_the_checkpoints_validation_images(run_dir: Path, mnist_root: Path) -> None:
+    """--split val: generated corruptions of the validation images the run carved from its
+    training set (the checkpoint's data.val_size 1000 / split_seed 3), never the test set."""
+    from trainers.data import load_split
+
+    rc = _eval(
+        [
+            "--checkpoint", str(run_dir), "--benchmark", "mnist-c", "--generated",
+            "--split", "val", "--limit", "64", "--corruptions", "contrast", "--severities", "5",
+            "--eps-star", "gaussian,adversarial", "--eps-star-limit", "16",
+            "--adv-seeds", "1", "--adv-iterations", "2",
+        ],
+        mnist_root,
+    )  # fmt: skip
+    assert rc == 0
+    out = run_dir / "eval-mnist-c-generated-val"  # the default directory names the split
+    results = json.loads((out / "results.json").read_text())
+    meta = results["metadata"]
+    assert meta["split"] == "val"
+    assert (meta["request"]["val_size"], meta["request"]["split_seed"]) == (1000, 3)
+    val = load_split("mnist", resolve_data_root(mnist_root), "val", val_size=1000, split_seed=3)
+    x = torch.stack([val[i][0] for i in range(64)])
+    y = torch.tensor([int(val[i][1]) for i in range(64)])
+    model, _ = load_checkpoint_model(run_dir)
+    with torch.no_grad():
+        expected = float((model(x).argmax(1) == y).float().mean())
+    assert results["clean_accuracy"] == pytest.approx(expected)
+    assert results["clean_n"] == 64 and results["rows"][0]["n"] == 64
+    assert results["eps_star"]["gaussian"]["n"] == 16
+    assert results["eps_star"]["adversarial"]["generator_data"] == "train split (59000 images)"
+    assert "validation split" in (out / "report.md").read_text()
+
+    override = run_dir / "override"
+    rc = _eval(
+        [
+            "--checkpoint", str(run_dir), "--benchmark", "mnist-c", "--generated",
+            "--split", "val", "--val-size", "500", "--split-seed", "1", "--limit", "8",
+            "--corruptions", "fog", "--severities", "1", "--out", str(override),
+        ],
+        mnist_root,
+    )  # fmt: skip
+    assert rc == 0
+    request = json.loads((override / "results.json").read_text())["metadata"]["request"]
+    assert (request["val_size"], request["split_seed"]) == (500, 1)
+
+
+def test_val_split_without_generated_exits_2(
+    run_dir: Path, mnist_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    argv = ["--checkpoint", str(run_dir), "--benchmark", "mnist-c", "--split", "val"]
+    rc = _eval([*argv, "--out", str(out)], mnist_root)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--split val needs --generated" in err
+    assert not out.exists()
+
+
+def test_unreachable_eps_star_epsilon_exits_2_before_any_work(
+    run_dir: Path, mnist_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    rc = _eval(
+        [
+            "--checkpoint", str(run_dir), "--benchmark", "mnist-c", "--generated",
+            "--eps-star", "adversarial", "--eps-star-epsilon", "40", "--out", str(out),
+        ],
+        mnist_root,
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert "--eps-star-epsilon 40 cannot be reached" in err and "no gradient" in err
+    assert not out.exists()
