@@ -78,7 +78,11 @@ def _user_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_generated_suite_report_and_mlflow(
-    run_dir: Path, mnist_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_dir: Path,
+    mnist_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -112,6 +116,9 @@ def test_generated_suite_report_and_mlflow(
     assert meta["command"].startswith("antray eval --checkpoint")
     eps = results["eps_star"]["gaussian"]
     assert len(eps["values"]) == 32 and 0 < eps["median"] and eps["max_forwards_per_image"] <= 20
+    never = sum(1 for v in eps["values"] if v == float("inf"))
+    assert eps["never_flipped"] == never and 0 < eps["rel_precision"] <= 5e-3
+    assert f"({never} of 32 never flipped)" in capsys.readouterr().out
     assert pq.read_table(out / "results.parquet").num_rows == 10
     assert (out / "report.md").is_file() and "generated" in (out / "report.md").read_text()
 
