@@ -22,7 +22,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from evaluation.corruption_loop import EvalSettings, load_eval_set
 from evaluation.directions import draw_directions
-from evaluation.eps_star import adversarial_eps_star, eps_star, max_reachable_size
+from evaluation.eps_star import (
+    EpsStarResult,
+    adversarial_eps_star,
+    eps_star,
+    max_reachable_size,
+)
 from evaluation.request import EvalInputError, EvalRequest
 
 GENERATOR_BATCH_SIZE = 128  # batches the adversarial eps* generators train on
@@ -83,7 +88,7 @@ def prepare_adversarial(
     return batches, reach
 
 
-def _summary(result: Any) -> dict[str, Any]:
+def _summary(result: EpsStarResult) -> dict[str, Any]:
     return {
         "median": result.median,
         "never_flipped": result.never_flipped,
