@@ -3,9 +3,9 @@
 N random 32x32x3 images, the CIFAR ResNet18 of trainers.models, all 12 generated corruptions x
 5 severities (60 splits). Three timings per device:
 
-- full: ``evaluation.runner.evaluate_splits`` (the code path of ``antray eval --generated``:
-  corrupt every batch for every split, forward, top-1/top-5 bookkeeping), in corrupted
-  images per second (N x 60 images);
+- full: ``evaluation.corruption_loop.evaluate_splits`` (the code path of ``antray eval
+  --generated``: corrupt every batch for every split, forward, top-1/top-5 bookkeeping),
+  in corrupted images per second (N x 60 images);
 - corruption only: ``evaluation.corruptions.corrupt`` over the same 60 splits;
 - forward only: the classifier on the clean batches (one pass, per image).
 
@@ -28,8 +28,8 @@ from collections.abc import Callable
 import torch
 from torch.utils.data import TensorDataset
 
+from evaluation.corruption_loop import EvalSettings, corruption_seed, evaluate_splits
 from evaluation.corruptions import available_corruptions, corrupt
-from evaluation.runner import EvalSettings, evaluate_splits, split_seed
 from trainers.models import create_model
 
 SEVERITIES = (1, 2, 3, 4, 5)
@@ -90,7 +90,7 @@ def bench_device(
             for xb in xb_dev:
                 for name in names:
                     for s in SEVERITIES:
-                        corrupt(xb, name, s, seed=split_seed(seed, name, s, start))
+                        corrupt(xb, name, s, seed=corruption_seed(seed, name, s, start))
                 start += xb.shape[0]
 
         return run

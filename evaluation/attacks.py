@@ -16,7 +16,8 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from evaluation.eps_star import eval_mode, median_with_inf, model_device
+from evaluation.directions import eval_mode, model_device
+from evaluation.eps_star import median_with_inf
 
 NORMS = ("l2", "linf")
 

@@ -13,6 +13,7 @@ Layouts (``root`` is the directory the user points us at):
   rows (s-1)*M : s*M, and ``<root>/CIFAR-10-C/labels.npy`` (5*M,). The official M is 10000.
 - ImageNet-C: ``<root>/<corruption>/<severity>/<wnid>/*.JPEG``; class index = sorted wnid
   order (torchvision ImageFolder), so the tree must hold all 1000 wnids for a 1000-way model.
+  The files are 224x224 and are read without resizing (see ``IMAGENET_C_TRANSFORM``).
 """
 
 from __future__ import annotations
@@ -80,9 +81,14 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     ),
 }  # fmt: skip
 
-# ImageNet eval transform without normalisation: our models normalise inside.
-IMAGENET_EVAL_TRANSFORM = transforms.Compose(
-    [transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()]
+# ImageNet-C's files are already 224x224 crops of the validation images: read them as they
+# are. The authors' loader (bethgelab/game-of-noise, datasets.py,
+# setup_imagenetc_data_loader) applies CenterCrop(224) + ToTensor only, a no-op crop on
+# these files; Resize(256) + CenterCrop(224) is for the clean validation set
+# (trainers.data.image_folder), and applying it here would resample every corrupted image.
+IMAGENET_C_SIZE = 224
+IMAGENET_C_TRANSFORM = transforms.Compose(
+    [transforms.CenterCrop(IMAGENET_C_SIZE), transforms.ToTensor()]
 )
 
 
@@ -204,14 +210,21 @@ def _severity_rows(n_total: int, severity: int) -> slice:
 
 
 def _load_rgb(path: str) -> Image.Image:
+    layout = BENCHMARKS["imagenet-c"].layout
     try:
         with Image.open(path) as img:
-            return img.convert("RGB")
+            rgb = img.convert("RGB")
     except OSError as exc:  # PIL.UnidentifiedImageError and truncated JPEGs are OSErrors
         raise BenchmarkDataError(
-            f"unreadable image {path} ({_one_line(exc)}); "
-            f"expected layout {BENCHMARKS['imagenet-c'].layout}"
+            f"unreadable image {path} ({_one_line(exc)}); expected layout {layout}"
         ) from exc
+    if min(rgb.size) < IMAGENET_C_SIZE:  # CenterCrop would pad it with black
+        width, height = rgb.size
+        raise BenchmarkDataError(
+            f"image {path} is {width}x{height}, smaller than ImageNet-C's "
+            f"{IMAGENET_C_SIZE}x{IMAGENET_C_SIZE}; expected layout {layout}"
+        )
+    return rgb
 
 
 def _image_folder(folder: Path) -> datasets.ImageFolder:
@@ -219,9 +232,7 @@ def _image_folder(folder: Path) -> datasets.ImageFolder:
     if not folder.is_dir():
         raise BenchmarkDataError(f"missing directory {folder}; expected layout {layout}")
     try:
-        return datasets.ImageFolder(
-            str(folder), transform=IMAGENET_EVAL_TRANSFORM, loader=_load_rgb
-        )
+        return datasets.ImageFolder(str(folder), transform=IMAGENET_C_TRANSFORM, loader=_load_rgb)
     except FileNotFoundError as exc:  # no wnid folders, or a wnid folder without images
         raise BenchmarkDataError(
             f"no images under {folder} ({_one_line(exc)}); expected layout {layout}"
@@ -344,7 +355,8 @@ __all__ = [
     "CATEGORY_OF",
     "CORRUPTION_CATEGORIES",
     "IMAGENET_C_CORRUPTIONS",
-    "IMAGENET_EVAL_TRANSFORM",
+    "IMAGENET_C_SIZE",
+    "IMAGENET_C_TRANSFORM",
     "MNIST_C_CLEAN",
     "MNIST_C_CORRUPTIONS",
     "ArrayBatches",

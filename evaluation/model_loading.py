@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from evaluation.runner import EvalInputError
+from evaluation.request import EvalInputError
 from trainers.models import IMAGENET_MEAN, IMAGENET_STD, Normalized, create_model
 from trainers.worker_env import STATE_FILE, CheckpointError, load_state
 
@@ -78,7 +78,8 @@ def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
 
     ``info``: ``model`` (a label: the run directory's name), ``architecture`` (registry name),
     ``num_classes``, ``dataset``, ``epsilon`` and ``generator`` (``ant`` section; None when
-    absent), ``noise_mode``, ``run_dir`` and ``checkpoint`` (paths, as strings), ``epoch``.
+    absent), ``noise_mode``, ``val_size`` and ``split_seed`` (``data`` section; None when
+    absent), ``run_dir`` and ``checkpoint`` (paths, as strings), ``epoch``.
 
     Raises:
         CheckpointError: no checkpoint there, not an antray checkpoint, or weights that do not
@@ -120,6 +121,10 @@ def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         "epsilon": ant_cfg.get("epsilon"),
         "generator": ant_cfg.get("generator"),
         "noise_mode": noise_cfg.get("mode"),
+        # The validation split the run carved from its training images: `antray eval
+        # --split val` reads the same one (None: the dataset's default size).
+        "val_size": data_cfg.get("val_size"),
+        "split_seed": data_cfg.get("split_seed"),
         "run_dir": str(run_dir),
         "checkpoint": str(state_file.resolve()),
         "epoch": state.get("epoch"),
@@ -180,6 +185,8 @@ def load_torchvision_model(
         "epsilon": None,
         "generator": None,
         "noise_mode": None,
+        "val_size": None,
+        "split_seed": None,
         "run_dir": None,
         "checkpoint": str(path.resolve()),
         "epoch": None,

@@ -7,12 +7,12 @@
       "mean_accuracy": 0.392, "mean_accuracy_without_noise": 0.423, "mce": 76.7,  # optional
       "rows": [{"model", "corruption", "category", "severity", "top1", "top5", "n",
                 "source": "files" | "generated"}, ...],
-      "eps_star": {"gaussian": {"median": 39.0, "mean_forwards_per_image": 52.1,
+      "eps_star": {"gaussian": {"median": 39.0, "never_flipped": 3, "mean_forwards_per_image": 14.1,
                                 "values": [per-image eps*, inf = never misclassified]}},
                                 # ("per_image", EpsStarResult's name, works too)
       "attacks": {"pgd_l2_0.12": {"accuracy": 0.31, ...}},
-      "metadata": {"seed", "model", "command", "data_source", "benchmark", "timestamp",
-                   "run_id"},
+      "metadata": {"seed", "model", "command", "data_source", "benchmark", "split",
+                   "timestamp", "run_id"},
     }
 
 Aggregates missing from the top level are computed from the rows (``metrics``).
@@ -51,6 +51,15 @@ PARQUET_SCHEMA = pa.schema(
         ("run_id", pa.string()),
         ("command", pa.string()),
     ]
+)
+EPS_STAR_NOTE = (
+    "eps* is the lower median over the images of the clipped l2 size at which the prediction "
+    "first changes along the noise direction (an upward scan, then bisection). "
+    "`never_flipped` images stay correct along the whole ray: they count as +inf, above "
+    "every image that flips, so eps* is inf only when more than half never flip; "
+    "`misclassified_clean` count as 0; `rel_precision` is the widest remaining bracket "
+    "(relative) of a reported size. Adversarial: mean and std over fresh generators of l2 "
+    "size `epsilon`, trained on the training split."
 )
 _AGGREGATE_KEYS = ("mean_accuracy", "mean_top5", "mean_accuracy_without_noise", "mce")
 
@@ -202,6 +211,11 @@ def _markdown(results: Mapping[str, Any], rows: list[dict[str, Any]], aggs: dict
         lines.append(
             f"- Corruption suite: **{GENERATED_LABEL}**; numbers are not comparable to the paper"
         )
+    if meta.get("split") == "val":
+        lines.append(
+            "- Images: **validation split** carved from the training images (for tuning and "
+            "choosing defaults; not the test set)"
+        )
     lines += [f"- {key}: {meta[key]}" for key in ("seed", "timestamp", "run_id") if key in meta]
 
     body = []
@@ -239,6 +253,7 @@ def _markdown(results: Mapping[str, Any], rows: list[dict[str, Any]], aggs: dict
         lines += _scalar_table(
             "Median perturbation size eps* (l2)", "direction", results["eps_star"]
         )
+        lines += [EPS_STAR_NOTE, ""]
     if results.get("attacks"):
         lines += _scalar_table("Adversarial attacks", "attack", results["attacks"])
     return "\n".join(lines) + "\n"

@@ -48,14 +48,17 @@ def saturated(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     )
 
 
-def clipping_aware_scale(
-    x: torch.Tensor, delta: torch.Tensor, *, epsilon: float | torch.Tensor
-) -> torch.Tensor:
-    """Per-image ``eta`` (shape ``[B]``) so that ``||clip(x + eta*delta) - x||_2 = epsilon``.
+# Relative tolerance on the squared norm within which epsilon counts as the largest
+# reachable size: float32 callers round E_max by ~1e-7, and the cumulative sums below
+# may fall a few ulps short of it, which would otherwise pick a wrong segment.
+EDGE_RTOL = 1e-6
 
-    ``inf`` where epsilon cannot be reached even with every coordinate saturated.
-    ``epsilon`` is a float or a ``[B]`` tensor, in [0, 1] pixel units.
-    """
+
+def _scale(
+    x: torch.Tensor, delta: torch.Tensor, epsilon: float | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(eta, at_edge)``: eta as in ``clipping_aware_scale`` (float64) and the images whose
+    epsilon is the largest reachable size (to rounding) or beyond it."""
     if x.shape != delta.shape:
         raise ValueError(f"x {tuple(x.shape)} and delta {tuple(delta.shape)} differ in shape")
     batch = x.shape[0]
@@ -86,7 +89,11 @@ def clipping_aware_scale(
         finite, saturated_sum + t_safe * free_slope, torch.full_like(t_sorted, math.inf)
     )
 
-    reachable = s2.sum(dim=1) >= eps2
+    max2 = s2.sum(dim=1)
+    # At (or, to rounding, just below) the largest reachable size every moving coordinate
+    # saturates: the answer is the last finite breakpoint, and the image is saturated(x, d).
+    at_edge = eps2 >= max2 * (1.0 - EDGE_RTOL)
+    reachable = eps2 <= max2 * (1.0 + EDGE_RTOL)
     # First breakpoint at which the squared norm reaches epsilon^2; epsilon^2 lies
     # on the linear segment that ends there.
     k = torch.argmax((norm2_at_break >= eps2[:, None]).to(torch.int8), dim=1, keepdim=True)
@@ -95,7 +102,23 @@ def clipping_aware_scale(
     safe_slope = torch.where(slope > 0, slope, torch.ones_like(slope))
     t_star = ((eps2 - sat_before) / safe_slope).clamp_min(0.0)
     eta = torch.sqrt(t_star + 1e-300) * (eps2 > 0)
+    last_break = torch.where(finite, t_safe, torch.zeros_like(t_safe)).max(dim=1).values
+    eta = torch.where(at_edge, torch.sqrt(last_break + 1e-300), eta)
     eta = torch.where(reachable, eta, torch.full_like(eta, math.inf))
+    return eta, at_edge
+
+
+def clipping_aware_scale(
+    x: torch.Tensor, delta: torch.Tensor, *, epsilon: float | torch.Tensor
+) -> torch.Tensor:
+    """Per-image ``eta`` (shape ``[B]``) so that ``||clip(x + eta*delta) - x||_2 = epsilon``.
+
+    ``inf`` where epsilon cannot be reached even with every coordinate saturated; at the
+    largest reachable size (to a relative ``EDGE_RTOL`` on the squared norm) the smallest
+    eta that saturates every moving coordinate. ``epsilon`` is a float or a ``[B]``
+    tensor, in [0, 1] pixel units.
+    """
+    eta, _ = _scale(x, delta, epsilon)
     return eta.to(x.dtype)
 
 
@@ -104,11 +127,13 @@ def clipping_aware_rescale(
 ) -> torch.Tensor:
     """``clip(x + eta * delta, 0, 1)`` with exactly ``||. - x||_2 = epsilon`` per image.
 
-    Where epsilon is unreachable the fully saturated image is returned.
+    Where epsilon is the largest reachable size (to rounding) or beyond it, the fully
+    saturated image ``saturated(x, delta)`` is returned, exactly.
     """
-    eta = clipping_aware_scale(x, delta, epsilon=epsilon)
+    eta, at_edge = _scale(x, delta, epsilon)
     view = (-1,) + (1,) * (x.dim() - 1)
-    finite = torch.isfinite(eta)
-    eta_safe = torch.where(finite, eta, torch.zeros_like(eta)).view(view)
+    eta = eta.to(x.dtype)
+    solved = torch.isfinite(eta) & ~at_edge
+    eta_safe = torch.where(solved, eta, torch.zeros_like(eta)).view(view)
     perturbed = torch.clamp(x + eta_safe * delta, 0.0, 1.0)
-    return torch.where(finite.view(view), perturbed, saturated(x, delta))
+    return torch.where(solved.view(view), perturbed, saturated(x, delta))

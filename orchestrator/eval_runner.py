@@ -1,6 +1,6 @@
 """``antray eval --num-workers N``: the corruption splits as Ray tasks, one per shard.
 
-Each task runs the pure per-shard function ``evaluation.runner.evaluate_splits`` on one
+Each task runs the pure per-shard function ``evaluation.corruption_loop.evaluate_splits`` on one
 (corruption, severity) split and returns its rows; clean accuracy, eps* and attacks stay in
 the calling process. Tasks read the data themselves, so ``--data-root`` and the benchmark
 files must be visible at the same path on every node (as for training). Only orchestrator/
@@ -18,7 +18,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from evaluation.runner import EvalSettings, ShardMapper, Split, evaluate, evaluate_splits
+from evaluation.corruption_loop import EvalSettings, ShardMapper, evaluate_splits
+from evaluation.request import EvalRequest, Split
+from evaluation.runner import evaluate
 
 
 def run_shard(
@@ -95,24 +97,21 @@ def ray_shard_mapper(
 
 def evaluate_distributed(
     model: nn.Module,
+    request: EvalRequest,
     *,
-    num_workers: int,
     address: str | None = None,
     cpus_per_task: float = 1.0,
     gpus_per_task: float | None = None,
-    **kwargs: Any,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """``evaluation.runner.evaluate`` with the corruption splits fanned out over Ray tasks.
-
-    ``num_workers`` tasks run at a time (1: no Ray at all); the other keyword arguments are
-    those of ``evaluate``.
-    """
+    """``evaluation.runner.evaluate`` with the corruption splits fanned out over Ray tasks,
+    ``request.num_workers`` at a time (1: no Ray at all)."""
     distribute = None
-    if num_workers > 1:
+    if request.num_workers > 1:
         distribute = ray_shard_mapper(
             address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task
         )
-    return evaluate(model, num_workers=num_workers, distribute=distribute, **kwargs)
+    return evaluate(model, request, distribute=distribute, metadata=metadata)
 
 
 __all__ = ["evaluate_distributed", "ray_shard_mapper", "run_shard"]

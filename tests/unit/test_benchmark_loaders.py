@@ -48,7 +48,7 @@ def _imagenet_c_tree(root: Path) -> Path:
         for k, wnid in enumerate(("n01440764", "n01443537")):
             folder = root / "gaussian_noise" / str(severity) / wnid
             folder.mkdir(parents=True)
-            Image.new("RGB", (40, 30), (100 * k, 20 * severity, 0)).save(folder / "img.JPEG")
+            Image.new("RGB", (224, 224), (100 * k, 20 * severity, 0)).save(folder / "img.JPEG")
     return root
 
 
@@ -102,6 +102,54 @@ def test_imagenet_c_folder(tmp_path: Path) -> None:
     assert 0 <= x.min() and x.max() <= 1
     assert y.tolist() == [0, 1]  # sorted wnid order
     assert x[1, 0].mean() == pytest.approx(100 / 255, abs=0.02)  # 2nd wnid's red channel
+
+
+def _random_224(seed: int) -> np.ndarray:
+    """A 224x224 RGB image with independent random pixels: any resampling changes it."""
+    return np.random.default_rng(seed).integers(0, 256, (224, 224, 3), dtype=np.uint8)
+
+
+def test_imagenet_c_files_are_not_resized(tmp_path: Path) -> None:
+    """ImageNet-C files are already 224x224: the loader must hand them over pixel for pixel
+    (Resize(256) + CenterCrop(224) is for the clean validation set only)."""
+    png, jpeg = _random_224(0), _random_224(1)
+    png_dir = tmp_path / "fog" / "3" / "n01440764"
+    jpeg_dir = tmp_path / "fog" / "3" / "n01443537"
+    png_dir.mkdir(parents=True)
+    jpeg_dir.mkdir(parents=True)
+    Image.fromarray(png).save(png_dir / "a.png")
+    Image.fromarray(jpeg).save(jpeg_dir / "b.JPEG", quality=90)
+    with Image.open(jpeg_dir / "b.JPEG") as img:
+        decoded = np.asarray(img.convert("RGB"))  # what the file holds after JPEG
+    ((_, _, loader),) = iter_benchmark(
+        "imagenet-c", tmp_path, batch_size=2, corruptions=["fog"], severities=[3]
+    )
+    ((x, y),) = list(loader)
+    assert y.tolist() == [0, 1]
+    as_uint8 = (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    assert np.array_equal(as_uint8[0], png)  # PNG: lossless, so exactly the pixels written
+    assert np.array_equal(as_uint8[1], decoded)  # JPEG: exactly its decoded pixels
+    assert torch.equal(x[0], torch.from_numpy(png).permute(2, 0, 1).float() / 255)
+
+
+def test_imagenet_c_larger_is_center_cropped_smaller_is_an_error(tmp_path: Path) -> None:
+    big = np.zeros((230, 240, 3), dtype=np.uint8)
+    big[3:227, 8:232] = _random_224(2)  # the centre 224x224
+    folder = tmp_path / "fog" / "1" / "n01440764"
+    folder.mkdir(parents=True)
+    Image.fromarray(big).save(folder / "big.png")
+    ((_, _, loader),) = iter_benchmark(
+        "imagenet-c", tmp_path, batch_size=1, corruptions=["fog"], severities=[1]
+    )
+    ((x, _),) = list(loader)
+    as_uint8 = (x[0] * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.array_equal(as_uint8, _random_224(2))
+    Image.new("RGB", (200, 224)).save(folder / "small.png")
+    ((_, _, loader),) = iter_benchmark(
+        "imagenet-c", tmp_path, batch_size=1, corruptions=["fog"], severities=[1]
+    )
+    with pytest.raises(BenchmarkDataError, match=r"small\.png is 200x224"):
+        list(loader)
 
 
 def _truncate(path: Path, n_bytes: int = 100) -> None:

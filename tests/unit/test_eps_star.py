@@ -1,5 +1,6 @@
-"""eps*: exact against a linear classifier (with and without clipping), edge cases,
-agreement with plain bisection, determinism, generator directions."""
+"""eps*: exact against a linear classifier (with and without clipping), a prediction that
+flips mid-ray and comes back at saturation, edge cases, agreement with the reference's
+fixed-step search, the forward budget, determinism, generator directions."""
 
 from __future__ import annotations
 
@@ -11,11 +12,12 @@ from torch import nn
 
 from evaluation.eps_star import (
     EpsStarResult,
+    SearchPlan,
     adversarial_eps_star,
     draw_directions,
     eps_star,
     median_with_inf,
-    reference_bisection,
+    reference_search,
 )
 from generators.networks import create_generator
 from generators.rescale import clipping_aware_rescale
@@ -98,7 +100,7 @@ def test_linear_without_clipping_matches_analytic() -> None:
     assert float((eta[:, None] * d.abs().double().flatten(1)).max()) < 0.5  # nothing clips
     assert torch.allclose(analytic_eps(w, b, x, d)[0], expected, rtol=1e-5)
 
-    fine = eps_star(model, x, y, direction=direction, seed=3, rel_tol=5e-4)
+    fine = eps_star(model, x, y, direction=direction, seed=3, plan=SearchPlan(rel_tol=5e-4))
     assert torch.allclose(fine.per_image, expected, rtol=1e-3, atol=0)
     assert (fine.per_image >= expected * (1 - 1e-5)).all()  # an upper bracket end
     assert fine.max_forwards_per_image <= 20
@@ -134,7 +136,7 @@ def test_linear_with_clipping_matches_exact_clipped_path() -> None:
     unclipped = eta_flip * d.double().flatten(1).norm(dim=1)
     assert ((unclipped[finite] / expected[finite]) > 1.01).all()  # naive size is wrong
 
-    fine = eps_star(model, x, y, direction=direction, seed=5, rel_tol=5e-4)
+    fine = eps_star(model, x, y, direction=direction, seed=5, plan=SearchPlan(rel_tol=5e-4))
     assert torch.equal(torch.isinf(fine.per_image), torch.isinf(expected))
     assert torch.equal(fine.per_image == 0, expected == 0)
     assert torch.allclose(fine.per_image[finite], expected[finite], rtol=1e-3, atol=0)
@@ -157,16 +159,86 @@ def test_never_flipped_is_inf_and_misclassified_is_zero() -> None:
     result = eps_star(model, x, y, direction=away, seed=0)
     assert torch.isinf(result.per_image[y == 1]).all()
     assert (result.per_image[y == 0] == 0).all()
-    assert result.forwards.tolist() == [2, 2, 2, 1, 1, 2]  # clean (+ saturated)
-    assert result.median == math.inf
-    assert result.forwards_per_image == pytest.approx(10 / 6)
+    scan = SearchPlan().levels + 1
+    assert result.forwards.tolist() == [1 + scan] * 3 + [1, 1] + [1 + scan]  # clean + scan
+    assert (result.never_flipped, result.misclassified_clean) == (4, 2)
+    assert result.median == math.inf  # 4 of 6 never flip: more than half
+    assert result.forwards_per_image == pytest.approx((4 * (1 + scan) + 2) / 6)
 
 
 def test_median_with_inf() -> None:
+    """The lower median (torch.median, as the reference): +inf iff more than half are +inf."""
     assert median_with_inf(torch.tensor([3.0, 1.0, math.inf])) == 3.0
-    assert median_with_inf(torch.tensor([1.0, 2.0, 3.0, math.inf])) == 2.5
-    assert median_with_inf(torch.tensor([1.0, 2.0, math.inf, math.inf])) == math.inf
+    assert median_with_inf(torch.tensor([1.0, 2.0, 3.0, math.inf])) == 2.0
+    assert median_with_inf(torch.tensor([1.0, 2.0, math.inf, math.inf])) == 2.0
+    assert median_with_inf(torch.tensor([1.0, math.inf, math.inf, math.inf])) == math.inf
     assert median_with_inf(torch.tensor([0.0, math.inf, math.inf])) == math.inf
+    values = torch.tensor([4.0, 0.5, math.inf, 2.0, 7.0, 1.0])
+    assert median_with_inf(values) == float(torch.median(values))
+    assert math.isnan(median_with_inf(torch.zeros(0)))
+
+
+class DistanceBand(nn.Module):
+    """Class 1 unless the input lies between l2 distances ``near`` and ``far`` from ``x0``:
+    along any ray from ``x0`` the prediction flips at ``near`` and is correct again beyond
+    ``far``, the fully saturated image included."""
+
+    def __init__(self, x0: torch.Tensor, near: float, far: float) -> None:
+        super().__init__()
+        self.register_buffer("x0", x0.clone())
+        self.near, self.far = near, far
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dist = (x - self.x0).flatten(1).norm(dim=1)
+        wrong = (dist >= self.near) & (dist <= self.far)
+        return torch.stack([wrong.float(), (~wrong).float()], dim=1)
+
+
+def test_flip_mid_ray_correct_again_at_saturation_is_found() -> None:
+    """The prediction flips in the middle of the ray: eps is where it first flips, not +inf
+    because the saturated image happens to be classified correctly."""
+    x0 = torch.rand(1, *SHAPE, generator=torch.Generator().manual_seed(0))
+    x = x0.expand(16, *SHAPE).clone()
+    y = torch.ones(16, dtype=torch.int64)
+    e_max = clipping_aware_rescale(x, draw_directions(x, "gaussian", seed=1), epsilon=1e9) - x
+    e_max = e_max.flatten(1).norm(dim=1)
+    near, far = 1.0, 2.5  # a band wider than the coarse factor: some probe falls inside it
+    assert float(e_max.min()) > far  # saturation lies beyond the band: correct again there
+    model = DistanceBand(x0[0], near, far)
+    result = eps_star(model, x, y, direction="gaussian", seed=1)
+    assert result.never_flipped == 0
+    assert torch.isfinite(result.per_image).all()
+    torch.testing.assert_close(
+        result.per_image, torch.full((16,), near, dtype=torch.float64), rtol=5e-3, atol=0
+    )
+    assert (result.per_image >= near).all()  # the upper bracket end flips
+    assert result.median == pytest.approx(near, rel=5e-3)
+    assert result.max_forwards_per_image <= 20
+    ref = reference_search(model, x, y, draw_directions(x, "gaussian", seed=1))
+    torch.testing.assert_close(ref.per_image, result.per_image, rtol=5e-3, atol=0)
+
+
+def test_precision_and_forward_budget_are_reported() -> None:
+    torch.manual_seed(4)
+    w = torch.randn(SHAPE)
+    x = torch.rand(32, *SHAPE) * 0.5 + 0.25
+    b = 3.0 - float(linear_score(w, 0.0, x).mean())
+    model = TwoClassLinear(w, b)
+    y = (linear_score(w, b, x) > 0).long()
+    direction = monotone_direction(w)
+    default = eps_star(model, x, y, direction=direction, seed=0)
+    assert 0 < default.rel_precision <= 5e-3
+    assert default.max_forwards_per_image <= 20 and default.forwards_per_image <= 20
+    searched = torch.isfinite(default.per_image) & (default.per_image > 0)
+    assert (default.lower[searched] < default.per_image[searched]).all()
+    # A tolerance the budget cannot reach: every image stops at the budget, and the
+    # reported precision says how wide its bracket still is.
+    tight = eps_star(model, x, y, direction=direction, seed=0, plan=SearchPlan(rel_tol=1e-12))
+    assert tight.max_forwards_per_image == 20
+    assert 0 < tight.rel_precision < default.rel_precision
+    with pytest.raises(ValueError, match="max_forwards"):
+        SearchPlan(levels=20)
 
 
 def small_conv_net(seed: int) -> nn.Module:
@@ -197,16 +269,16 @@ def conv_data(net: nn.Module, n: int = 48) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize("direction", ["gaussian", "uniform"])
-def test_median_agrees_with_reference_bisection(direction: str) -> None:
+def test_median_agrees_with_reference_search(direction: str) -> None:
     net = small_conv_net(0)
     x, y = conv_data(net)
     result = eps_star(net, x, y, direction=direction, seed=0)
-    ref = reference_bisection(net, x, y, draw_directions(x, direction, seed=0), steps=50)
+    ref = reference_search(net, x, y, draw_directions(x, direction, seed=0))
     assert math.isfinite(ref.median) and ref.median > 0
     assert result.median == pytest.approx(ref.median, rel=0.01)
     assert result.max_forwards_per_image <= 20
-    assert result.forwards_per_image < 15
-    assert ref.max_forwards_per_image == 52
+    assert result.forwards_per_image < 17
+    assert ref.max_forwards_per_image > 40  # the reference's 40 fixed bisection steps
     agree = (result.per_image - ref.per_image).abs() <= 0.01 * ref.per_image
     agree |= result.per_image == ref.per_image  # 0 and inf
     assert agree.float().mean() >= 0.9
@@ -244,7 +316,7 @@ def test_noise_generator_direction() -> None:
     assert torch.equal(result.per_image, again.per_image)
     dirs = draw_directions(x, gen, seed=4)
     assert dirs.shape == x.shape
-    ref = reference_bisection(net, x, y, dirs)
+    ref = reference_search(net, x, y, dirs)
     assert result.median == pytest.approx(ref.median, rel=0.01)
     assert result.max_forwards_per_image <= 20
 
@@ -263,8 +335,9 @@ def test_adversarial_eps_star_runs_per_seed() -> None:
     out = adversarial_eps_star(
         net, [(x, y)], x, y, kind="1x1", epsilon=3.0, seeds=[0, 1], iterations=2
     )
-    assert set(out) == {"mean", "std", "per_seed"}
-    assert len(out["per_seed"]) == 2
+    assert {"mean", "std", "per_seed", "never_flipped", "rel_precision"} <= set(out)
+    assert len(out["per_seed"]) == 2 and len(out["never_flipped"]) == 2
+    assert out["max_forwards_per_image"] <= 20
     if all(math.isfinite(v) for v in out["per_seed"]):
         assert out["mean"] == pytest.approx(sum(out["per_seed"]) / 2)
         assert out["std"] >= 0

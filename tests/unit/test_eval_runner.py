@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from evaluation.model_loading import load_checkpoint_model, load_torchvision_model
-from evaluation.runner import EvalInputError, evaluate
+from evaluation.request import EvalInputError, EvalRequest
+from evaluation.runner import evaluate
 from orchestrator.cli import main
 from trainers.data import load_dataset, resolve_data_root
 from trainers.models import create_model
@@ -22,7 +23,7 @@ from trainers.worker_env import save_state
 
 CONFIG = {
     "model": {"name": "madry_cnn", "num_classes": 10},
-    "data": {"dataset": "mnist"},
+    "data": {"dataset": "mnist", "val_size": 1000, "split_seed": 3},
     "ant": {"epsilon": 8.0, "generator": "1x1"},
 }
 
@@ -77,7 +78,11 @@ def _user_error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
 
 
 def test_generated_suite_report_and_mlflow(
-    run_dir: Path, mnist_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    run_dir: Path,
+    mnist_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
@@ -111,6 +116,9 @@ def test_generated_suite_report_and_mlflow(
     assert meta["command"].startswith("antray eval --checkpoint")
     eps = results["eps_star"]["gaussian"]
     assert len(eps["values"]) == 32 and 0 < eps["median"] and eps["max_forwards_per_image"] <= 20
+    never = sum(1 for v in eps["values"] if v == float("inf"))
+    assert eps["never_flipped"] == never and 0 < eps["rel_precision"] <= 5e-3
+    assert f"({never} of 32 never flipped)" in capsys.readouterr().out
     assert pq.read_table(out / "results.parquet").num_rows == 10
     assert (out / "report.md").is_file() and "generated" in (out / "report.md").read_text()
 
@@ -197,7 +205,7 @@ def test_bad_inputs_are_user_errors(
     msg = _user_error([*base, "--benchmark", "mnist-c", "--severities", "2"], capsys)
     assert "severities" in msg  # MNIST-C files have one severity
     msg = _user_error([*base, "--benchmark", "mnist-c", "--generated", "--limit", "0"], capsys)
-    assert "limit must be >= 1" in msg
+    assert "--limit must be > 0, got 0" in msg
 
 
 def test_sharded_rows_equal_in_process(run_dir: Path, mnist_root: Path) -> None:
@@ -212,11 +220,11 @@ def test_sharded_rows_equal_in_process(run_dir: Path, mnist_root: Path) -> None:
         return [run_shard(model, settings, shard) for shard in shards]
 
     kwargs = dict(
-        benchmark="mnist-c", data_root=mnist_root, generated=True, limit=48, device="cpu",
+        benchmark="mnist-c", data_root=str(mnist_root), generated=True, limit=48, device="cpu",
         corruptions=["impulse_noise", "fog"], severities=[1, 5], progress=False, batch_size=32,
     )  # fmt: skip
-    local = evaluate(model, **kwargs)
-    sharded = evaluate(model, num_workers=3, distribute=sequential, **kwargs)
+    local = evaluate(model, EvalRequest.build(**kwargs))
+    sharded = evaluate(model, EvalRequest.build(num_workers=3, **kwargs), distribute=sequential)
     assert calls == [(4, 3)]
     assert sharded["rows"] == local["rows"]
     assert sharded["clean_accuracy"] == local["clean_accuracy"]
@@ -269,8 +277,86 @@ def test_adversarial_eps_star_and_attacks(run_dir: Path, mnist_root: Path, tmp_p
     results = json.loads((out / "results.json").read_text())
     adv = results["eps_star"]["adversarial"]
     assert len(adv["per_seed"]) == 2 and adv["seeds"] == [0, 1]
-    assert (adv["epsilon"], adv["generator"], adv["generator_data"]) == (8.0, "1x1", "train")
+    # The paper's size carried to 28x28 (not the checkpoint's ant.epsilon 8), trained on
+    # the train split: the 60000 training images less the 1000 validation ones.
+    assert adv["epsilon"] == pytest.approx(135 * (784 / 150528) ** 0.5)
+    assert (adv["generator"], adv["generator_data"]) == ("1x1", "train split (59000 images)")
+    assert adv["unreachable_share"] == 0.0 and len(adv["never_flipped"]) == 2
     attacks = results["attacks"]
     assert set(attacks) == {"pgd_l2_1", "pgd_linf_0", "pgd_linf_0.3", "ddn"}
     assert attacks["pgd_linf_0.3"]["accuracy"] <= attacks["pgd_linf_0"]["accuracy"]
     assert len(attacks["ddn"]["values"]) == 8 and attacks["ddn"]["median_l2"] >= 0
+
+
+def test_val_split_reads_the_checkpoints_validation_images(run_dir: Path, mnist_root: Path) -> None:
+    """--split val: generated corruptions of the validation images the run carved from its
+    training set (the checkpoint's data.val_size 1000 / split_seed 3), never the test set."""
+    from trainers.data import load_split
+
+    rc = _eval(
+        [
+            "--checkpoint", str(run_dir), "--benchmark", "mnist-c", "--generated",
+            "--split", "val", "--limit", "64", "--corruptions", "contrast", "--severities", "5",
+            "--eps-star", "gaussian,adversarial", "--eps-star-limit", "16",
+            "--adv-seeds", "1", "--adv-iterations", "2",
+        ],
+        mnist_root,
+    )  # fmt: skip
+    assert rc == 0
+    out = run_dir / "eval-mnist-c-generated-val"  # the default directory names the split
+    results = json.loads((out / "results.json").read_text())
+    meta = results["metadata"]
+    assert meta["split"] == "val"
+    assert (meta["request"]["val_size"], meta["request"]["split_seed"]) == (1000, 3)
+    val = load_split("mnist", resolve_data_root(mnist_root), "val", val_size=1000, split_seed=3)
+    x = torch.stack([val[i][0] for i in range(64)])
+    y = torch.tensor([int(val[i][1]) for i in range(64)])
+    model, _ = load_checkpoint_model(run_dir)
+    with torch.no_grad():
+        expected = float((model(x).argmax(1) == y).float().mean())
+    assert results["clean_accuracy"] == pytest.approx(expected)
+    assert results["clean_n"] == 64 and results["rows"][0]["n"] == 64
+    assert results["eps_star"]["gaussian"]["n"] == 16
+    assert results["eps_star"]["adversarial"]["generator_data"] == "train split (59000 images)"
+    assert "validation split" in (out / "report.md").read_text()
+
+    override = run_dir / "override"
+    rc = _eval(
+        [
+            "--checkpoint", str(run_dir), "--benchmark", "mnist-c", "--generated",
+            "--split", "val", "--val-size", "500", "--split-seed", "1", "--limit", "8",
+            "--corruptions", "fog", "--severities", "1", "--out", str(override),
+        ],
+        mnist_root,
+    )  # fmt: skip
+    assert rc == 0
+    request = json.loads((override / "results.json").read_text())["metadata"]["request"]
+    assert (request["val_size"], request["split_seed"]) == (500, 1)
+
+
+def test_val_split_without_generated_exits_2(
+    run_dir: Path, mnist_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    argv = ["--checkpoint", str(run_dir), "--benchmark", "mnist-c", "--split", "val"]
+    rc = _eval([*argv, "--out", str(out)], mnist_root)
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and "--split val needs --generated" in err
+    assert not out.exists()
+
+
+def test_unreachable_eps_star_epsilon_exits_2_before_any_work(
+    run_dir: Path, mnist_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    rc = _eval(
+        [
+            "--checkpoint", str(run_dir), "--benchmark", "mnist-c", "--generated",
+            "--eps-star", "adversarial", "--eps-star-epsilon", "40", "--out", str(out),
+        ],
+        mnist_root,
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert "--eps-star-epsilon 40 cannot be reached" in err and "no gradient" in err
+    assert not out.exists()

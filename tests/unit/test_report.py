@@ -113,3 +113,18 @@ def test_log_report_to_mlflow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert "evaluation/report.md" in artifacts
     finally:
         mlflow.set_tracking_uri(previous)
+
+
+def test_report_says_how_many_never_flipped_and_which_split(tmp_path: Path) -> None:
+    results = _results(source="generated")
+    results["eps_star"]["gaussian"] |= {"never_flipped": 1, "misclassified_clean": 0}
+    results["metadata"]["split"] = "val"
+    md = write_report(results, tmp_path / "out")["markdown"].read_text()
+    eps_table = md[md.index("## Median perturbation size") :]
+    header = next(line for line in eps_table.splitlines() if line.startswith("| direction"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    gaussian = next(line for line in eps_table.splitlines() if line.startswith("| gaussian"))
+    values = [c.strip() for c in gaussian.strip("|").split("|")]
+    assert values[cells.index("never_flipped")] == "1"
+    assert "count as +inf" in md
+    assert "validation split" in md

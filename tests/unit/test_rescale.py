@@ -25,6 +25,7 @@ def bisection_eta(x, delta, epsilon, steps=200):
     lo = torch.zeros(x.shape[0], dtype=torch.float64)
     hi = torch.full_like(lo, 1e-3)
     xd, dd = x.double(), delta.double()
+    epsilon = torch.as_tensor(epsilon, dtype=torch.float64)
     while (clipped_norm(xd, dd, hi) < epsilon).any() and hi.max() < 1e12:
         hi = torch.where(clipped_norm(xd, dd, hi) < epsilon, hi * 2, hi)
     for _ in range(steps):
@@ -34,50 +35,95 @@ def bisection_eta(x, delta, epsilon, steps=200):
     return hi
 
 
+def max_norm(x, delta):
+    """The largest reachable clipped size ``||saturated(x, delta) - x||_2``, float64."""
+    return (saturated(x, delta) - x).double().flatten(1).norm(dim=1)
+
+
+def gaussian(g, shape):
+    return torch.randn(shape, generator=g)
+
+
+def sparse(g, shape):
+    """A direction that moves about 5 % of the coordinates."""
+    return torch.randn(shape, generator=g) * (torch.rand(shape, generator=g) < 0.05)
+
+
+def binary(g, shape):
+    return (torch.rand(shape, generator=g) > 0.8).float()
+
+
+# Epsilons: a number, or a function of (x, delta) giving one size per image.
+AT_EDGE_64 = max_norm  # the largest reachable size, computed in float64
+AT_EDGE_32 = lambda x, d: max_norm(x, d).float()  # noqa: E731  rounded to float32
+JUST_ABOVE_EDGE = lambda x, d: max_norm(x, d) * (1 + 1e-9)  # noqa: E731
+
 CASES = [
-    # (name, image sampler, shape, epsilon)
-    ("uniform images", lambda g, s: torch.rand(s, generator=g), (8, 3, 16, 16), 4.0),
-    (
-        "binary-ish MNIST-like",
-        lambda g, s: (torch.rand(s, generator=g) > 0.8).float(),
-        (8, 1, 28, 28),
-        6.0,
-    ),
-    ("mid-grey", lambda g, s: torch.full(s, 0.5), (4, 3, 8, 8), 1.0),
+    # (name, image sampler, direction sampler, shape, epsilon)
+    ("uniform images", lambda g, s: torch.rand(s, generator=g), gaussian, (8, 3, 16, 16), 4.0),
+    ("binary-ish MNIST-like", binary, gaussian, (8, 1, 28, 28), 6.0),
+    ("mid-grey", lambda g, s: torch.full(s, 0.5), gaussian, (4, 3, 8, 8), 1.0),
     (
         "large epsilon near saturation",
         lambda g, s: torch.rand(s, generator=g),
+        gaussian,
         (6, 1, 28, 28),
         14.0,
     ),
-]
+    ("binary, sparse direction", binary, sparse, (8, 1, 28, 28), 2.0),
+    # At the edge (epsilon = the largest reachable size, to rounding): the fully
+    # saturated image, exactly.
+    ("binary, sparse direction, at edge (float64)", binary, sparse, (64, 1, 28, 28), AT_EDGE_64),
+    ("binary, sparse direction, at edge (float32)", binary, sparse, (64, 1, 28, 28), AT_EDGE_32),
+    ("binary, gaussian direction, at edge", binary, gaussian, (16, 1, 28, 28), AT_EDGE_64),
+    ("uniform, sparse direction, at edge", lambda g, s: torch.rand(s, generator=g), sparse,
+     (16, 3, 8, 8), AT_EDGE_64),
+    ("binary, sparse direction, just above edge", binary, sparse, (16, 1, 28, 28),
+     JUST_ABOVE_EDGE),
+]  # fmt: skip
+IDS = [c[0] for c in CASES]
 
 
-@pytest.mark.parametrize("name,make,shape,epsilon", CASES, ids=[c[0] for c in CASES])
-def test_rescaled_norm_is_epsilon_and_in_range(name, make, shape, epsilon):
-    g = torch.Generator().manual_seed(0)
+def _case(make, direction, shape, epsilon, seed):
+    g = torch.Generator().manual_seed(seed)
     x = make(g, shape)
-    delta = torch.randn(shape, generator=g)
-    out = clipping_aware_rescale(x, delta, epsilon=epsilon)
+    delta = direction(g, shape)
+    eps = epsilon(x, delta) if callable(epsilon) else torch.full((shape[0],), float(epsilon))
+    return x, delta, eps
+
+
+def _at_edge(x, delta, eps):
+    return eps.double() >= max_norm(x, delta) * (1 - 1e-6)
+
+
+@pytest.mark.parametrize("name,make,direction,shape,epsilon", CASES, ids=IDS)
+def test_rescaled_norm_is_epsilon_and_in_range(name, make, direction, shape, epsilon):
+    x, delta, eps = _case(make, direction, shape, epsilon, seed=0)
+    out = clipping_aware_rescale(x, delta, epsilon=eps)
     assert out.min() >= 0 and out.max() <= 1
-    eta = clipping_aware_scale(x, delta, epsilon=epsilon)
-    reachable = torch.isfinite(eta)
-    norms = (out - x).flatten(1).norm(dim=1)
-    assert reachable.any()
-    torch.testing.assert_close(
-        norms[reachable], torch.full_like(norms[reachable], epsilon), rtol=1e-4, atol=0
-    )
+    norms = (out - x).double().flatten(1).norm(dim=1)
+    edge = _at_edge(x, delta, eps)
+    # Below the edge: the exact size. At it (to rounding): the saturated image, exactly.
+    torch.testing.assert_close(norms[~edge], eps[~edge].double(), rtol=1e-4, atol=0)
+    assert torch.equal(out[edge], saturated(x, delta)[edge])
+    if callable(epsilon):
+        assert edge.all()
+        torch.testing.assert_close(norms, max_norm(x, delta), rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("name,make,shape,epsilon", CASES, ids=[c[0] for c in CASES])
-def test_agrees_with_bisection(name, make, shape, epsilon):
-    g = torch.Generator().manual_seed(1)
-    x = make(g, shape)
-    delta = torch.randn(shape, generator=g)
-    eta = clipping_aware_scale(x.double(), delta.double(), epsilon=epsilon)
-    reference = bisection_eta(x, delta, epsilon)
-    finite = torch.isfinite(eta)
-    torch.testing.assert_close(eta[finite], reference[finite], rtol=1e-6, atol=1e-9)
+@pytest.mark.parametrize("name,make,direction,shape,epsilon", CASES, ids=IDS)
+def test_agrees_with_bisection(name, make, direction, shape, epsilon):
+    x, delta, eps = _case(make, direction, shape, epsilon, seed=1)
+    eta = clipping_aware_scale(x.double(), delta.double(), epsilon=eps.double())
+    edge = _at_edge(x, delta, eps)
+    finite = torch.isfinite(eta) & ~edge
+    if finite.any():
+        reference = bisection_eta(x[finite], delta[finite], eps[finite].double())
+        torch.testing.assert_close(eta[finite], reference, rtol=1e-6, atol=1e-9)
+    # At the edge: the smallest eta that saturates every moving coordinate.
+    space = torch.where(delta >= 0, 1 - x, x).double()
+    need = torch.where(delta != 0, space / delta.double().abs(), torch.zeros_like(space))
+    torch.testing.assert_close(eta[edge], need[edge].flatten(1).max(dim=1).values)
 
 
 def test_unreachable_epsilon_returns_saturated_image():
@@ -111,6 +157,11 @@ def test_per_image_epsilon_and_gradient_flows():
     torch.testing.assert_close((out - x).flatten(1).norm(dim=1), eps.float(), rtol=1e-4, atol=0)
     out.sum().backward()
     assert delta.grad is not None and torch.isfinite(delta.grad).all()
+    # An image at the edge (saturated) must not poison the batch's gradient with NaN.
+    delta.grad = None
+    edge = torch.stack([eps[0].double(), max_norm(x, delta.detach())[1], eps[2].double()])
+    clipping_aware_rescale(x, delta, epsilon=edge).sum().backward()
+    assert torch.isfinite(delta.grad).all() and delta.grad[0].abs().sum() > 0
 
 
 def test_epsilon_per_coordinate_conversions():
