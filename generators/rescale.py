@@ -63,8 +63,8 @@ def _scale(
         raise ValueError(f"x {tuple(x.shape)} and delta {tuple(delta.shape)} differ in shape")
     batch = x.shape[0]
     # float64: cumulative sums over ~1.5e5 ImageNet coordinates lose ~1e-5 in float32.
-    xf = x.reshape(batch, -1).to(torch.float64)
-    df = delta.reshape(batch, -1).to(torch.float64)
+    xf = x.flatten(1).to(torch.float64)
+    df = delta.flatten(1).to(torch.float64)
     eps = torch.as_tensor(epsilon, dtype=torch.float64, device=x.device).expand(batch)
     eps2 = eps.square()
 

@@ -181,3 +181,9 @@ def test_generator_output_shape_equals_image_shape(kind, shape):
     x = torch.rand(shape)
     assert gen.sample(x).shape == x.shape
     assert gen.perturb(x, epsilon=1.0).shape == x.shape
+
+
+def test_empty_batch_comes_back_empty():
+    # A small per-worker batch can give a replayed generator no images at all.
+    x, delta = torch.rand(0, 1, 4, 4), torch.randn(0, 1, 4, 4)
+    assert clipping_aware_rescale(x, delta, epsilon=1.0).shape == (0, 1, 4, 4)
