@@ -131,6 +131,8 @@ class RuntimeSection(_Frozen):
     torch_threads: NonNegInt = 0  # 0 leaves torch's default
     log_every_steps: PositiveInt = 50
     checkpoint_every_epochs: PositiveInt = 1
+    # also checkpoint every N steps mid-epoch (spot nodes)
+    checkpoint_every_steps: PositiveInt | None = None
     max_failures: int = 1
     checkpoints_to_keep: PositiveInt = 2
 
