@@ -33,6 +33,8 @@ class DataSection(_Frozen):
     dataset: Literal["mnist", "cifar10", "imagenet", "synthetic"] = "mnist"
     root: str | None = None  # else --data-root, ANTRAY_DATA_ROOT, ./data
     stylized_root: str | None = None  # Stylized-ImageNet folder for ANT+SIN
+    # The batch of one classifier update over all workers (the paper: 70); each of the
+    # runtime.num_workers data-parallel workers takes batch_size / num_workers.
     batch_size: PositiveInt = 128
     eval_batch_size: PositiveInt = 512
     loader_workers: NonNegInt = 0
@@ -63,7 +65,11 @@ class OptimSection(_Frozen):
 
 
 class SharesSection(_Frozen):
-    """Fractions of each classifier batch (SPEC.md: 50 / 30 / 20, ANT+SIN 25 / 30 / 45)."""
+    """Fractions of each classifier batch. ANT: 50 % clean, 30 % current generator, 20 %
+    replayed generators. ANT+SIN (the paper): 25 % clean, 30 % stylized, 45 % generator
+    noise, of which the current generator keeps 30 % and replay the other 15 % (the
+    reference's ``generate_noisy_data`` replays in ANT+SIN too). GNT/Speckle: ``clean``
+    stays clean, the rest is noised."""
 
     clean: Share = 0.5
     current: Share = 0.3
@@ -90,6 +96,8 @@ class NoiseSection(_Frozen):
             raise ValueError("sigmas must not be empty")
         if not self.speckle_levels:
             raise ValueError("speckle_levels must not be empty")
+        if self.mode != "ant" and self.shares.stylized > 0:
+            raise ValueError(f"shares.stylized > 0 is ANT+SIN: it needs mode ant, not {self.mode}")
         return self
 
 
@@ -99,8 +107,12 @@ class AntSection(_Frozen):
     generator_lr: Annotated[float, Field(gt=0)] = 1e-4
     restart_lr: Annotated[float, Field(gt=0)] = 5e-4
     restart_iterations: NonNegInt = 1000  # 0 disables restarts
-    restart_every_steps: PositiveInt | None = None  # else once per epoch (reference)
-    snapshot_every_steps: PositiveInt | None = None  # else once per epoch (reference)
+    # Restart at step 0 and then every N steps; None: at every epoch start, the first
+    # included (reference). trainers/generator_life.py has the whole schedule.
+    restart_every_steps: PositiveInt | None = None
+    # Snapshot the current generator every N steps; None: each adopted restarted generator
+    # enters the replay history (reference), or without restarts the current one per epoch.
+    snapshot_every_steps: PositiveInt | None = None
     replay_capacity: PositiveInt = 64
     replay_eviction: Literal["fifo", "random"] = "fifo"
     replay_generators_per_batch: PositiveInt = 2  # reference: 0.1 of the batch per old generator
@@ -119,6 +131,8 @@ class RuntimeSection(_Frozen):
     torch_threads: NonNegInt = 0  # 0 leaves torch's default
     log_every_steps: PositiveInt = 50
     checkpoint_every_epochs: PositiveInt = 1
+    # also checkpoint every N steps mid-epoch (spot nodes)
+    checkpoint_every_steps: PositiveInt | None = None
     max_failures: int = 1
     checkpoints_to_keep: PositiveInt = 2
 
@@ -138,6 +152,22 @@ class ExperimentConfig(_Frozen):
     runtime: RuntimeSection = RuntimeSection()
     tracking: TrackingSection = TrackingSection()
 
+    @model_validator(mode="after")
+    def _consistent(self) -> ExperimentConfig:
+        workers = self.runtime.num_workers
+        if self.data.batch_size % workers:
+            raise ValueError(
+                f"data.batch_size={self.data.batch_size} must be divisible by "
+                f"runtime.num_workers={workers}: it is the global batch of one update, "
+                f"split equally over the workers"
+            )
+        if self.noise.shares.stylized > 0 and self.data.dataset != "imagenet":
+            raise ValueError(
+                "noise.shares.stylized > 0 (ANT+SIN) needs data.dataset=imagenet "
+                f"(Stylized-ImageNet has ImageNet's classes), not {self.data.dataset}"
+            )
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
 
@@ -147,12 +177,15 @@ class ExperimentConfig(_Frozen):
 
 def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
-    key = ".".join(str(p) for p in first["loc"]) or "<root>"
+    key = ".".join(str(p) for p in first["loc"])
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key"
+    elif first["type"] == "value_error":  # our validators' own words, without pydantic's prefix
+        msg = str(first["ctx"]["error"])
     extra = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"config error in {source}: {key}: {msg}{extra}"
+    where = f"{key}: " if key else ""  # a check across sections names its keys itself
+    return f"config error in {source}: {where}{msg}{extra}"
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

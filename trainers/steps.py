@@ -7,23 +7,29 @@ classifier step on the mixed batch: clean / current generator / replayed generat
 
 Steps take the (possibly DDP-wrapped) classifier; the generator step reaches the
 bare module so only the generator's gradients are all-reduced.
+
+``create_step(mode, parts)`` picks a mode's step once, when a run starts: the loop then
+calls ``step(x, y)`` for every batch without asking which mode it is in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from generators.networks import NoiseGenerator
+from generators.samplers import IMAGENET_C_SPECKLE_LEVELS, GaussianNoise, SpeckleNoise
 from generators.training import generator_step
 from trainers.device import Precision
 from trainers.mixing import Shares, split_batch, split_replay
 
 Parts = list[tuple[str, torch.Tensor, torch.Tensor]]
 StepMetrics = dict[str, float]
+StepFn = Callable[[torch.Tensor, torch.Tensor], StepMetrics]
 
 
 def bare(module: nn.Module) -> nn.Module:
@@ -156,3 +162,84 @@ def ant_step(
     metrics = classifier_step(classifier, optimizer, parts, precision)
     metrics["generator_ce"] = generator_ce
     return metrics
+
+
+# --- one step function per mode, chosen once --------------------------------------------
+
+
+@dataclass(frozen=True)
+class StepParts:
+    """What a mode's step needs besides the batch. ``replay`` and ``stylized`` are called
+    per batch (old generators for this batch; the next Stylized-ImageNet batch)."""
+
+    classifier: nn.Module
+    optimizer: torch.optim.Optimizer
+    precision: Precision
+    shares: Shares
+    sigmas: Sequence[float] = (0.5,)
+    speckle_levels: Sequence[float] = IMAGENET_C_SPECKLE_LEVELS
+    epsilon: float = 0.0
+    generator: nn.Module | None = None
+    generator_optimizer: torch.optim.Optimizer | None = None
+    replay: Callable[[], Sequence[NoiseGenerator]] | None = None
+    stylized: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+def _vanilla(p: StepParts) -> StepFn:
+    def step(x: torch.Tensor, y: torch.Tensor) -> StepMetrics:
+        return vanilla_step(p.classifier, p.optimizer, x, y, precision=p.precision)
+
+    return step
+
+
+def _noise(sampler: Callable[[torch.Tensor], torch.Tensor], p: StepParts) -> StepFn:
+    def step(x: torch.Tensor, y: torch.Tensor) -> StepMetrics:
+        return noise_step(
+            p.classifier,
+            p.optimizer,
+            x,
+            y,
+            sampler=sampler,
+            clean_share=p.shares.clean,
+            precision=p.precision,
+        )
+
+    return step
+
+
+def _ant(p: StepParts) -> StepFn:
+    if p.generator is None or p.generator_optimizer is None or p.replay is None:
+        raise ValueError("mode ant needs a generator, its optimizer and a replay source")
+    generator, generator_optimizer, replay = p.generator, p.generator_optimizer, p.replay
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> StepMetrics:
+        return ant_step(
+            p.classifier,
+            p.optimizer,
+            x,
+            y,
+            generator=generator,
+            generator_optimizer=generator_optimizer,
+            replay=replay(),
+            epsilon=p.epsilon,
+            shares=p.shares,
+            precision=p.precision,
+            stylized=next(p.stylized) if p.stylized is not None else None,
+        )
+
+    return step
+
+
+STEPS: dict[str, Callable[[StepParts], StepFn]] = {
+    "vanilla": _vanilla,
+    "gnt": lambda p: _noise(GaussianNoise(p.sigmas), p),
+    "speckle": lambda p: _noise(SpeckleNoise(p.speckle_levels), p),
+    "ant": _ant,
+}
+
+
+def create_step(mode: str, parts: StepParts) -> StepFn:
+    """The step function for ``mode`` (one of ``STEPS``), bound to ``parts``."""
+    if mode not in STEPS:
+        raise KeyError(f"unknown noise mode {mode!r}; known: {sorted(STEPS)}")
+    return STEPS[mode](parts)

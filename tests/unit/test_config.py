@@ -19,6 +19,22 @@ def test_shipped_configs_load(path):
     assert cfg.experiment.name
 
 
+SIN_CONFIGS = [p for p in CONFIGS if p.name.endswith("_sin.yaml")]
+
+
+@pytest.mark.parametrize("path", SIN_CONFIGS, ids=[p.name for p in SIN_CONFIGS])
+def test_ant_sin_configs_keep_replay(path):
+    shares = load_config(path).noise.shares
+    assert (shares.clean, shares.stylized) == (0.25, 0.30)
+    assert shares.current == 0.30 and shares.replay == pytest.approx(0.15)
+
+
+def test_imagenet_configs_split_the_papers_batch_of_70():
+    for path in (p for p in CONFIGS if p.name.startswith("imagenet_")):
+        cfg = load_config(path)
+        assert cfg.data.batch_size == 70 and 70 % cfg.runtime.num_workers == 0, path.name
+
+
 def test_overrides_apply_and_parse_types():
     cfg = load_config(None, ["optim.epochs=3", "noise.sigmas=[0.1, 0.2]", "runtime.amp=true"])
     assert cfg.optim.epochs == 3 and cfg.noise.sigmas == (0.1, 0.2) and cfg.runtime.amp is True
@@ -39,6 +55,32 @@ BAD = [
     ("epsilon < 0", ["ant.epsilon=-3"], "ant.epsilon"),
     ("shares do not sum to 1", ["noise.shares.clean=0.9"], "noise.shares"),
     ("share out of range", ["noise.shares.clean=1.5"], "noise.shares.clean"),
+    (
+        "global batch not divisible by workers",
+        ["data.batch_size=70", "runtime.num_workers=4"],
+        "data.batch_size=70 must be divisible by runtime.num_workers=4",
+    ),
+    (
+        "stylized share outside ANT",
+        [
+            "noise.mode=gnt",
+            "noise.shares.clean=0.5",
+            "noise.shares.current=0.2",
+            "noise.shares.replay=0",
+            "noise.shares.stylized=0.3",
+        ],
+        "needs mode ant",
+    ),
+    (
+        "stylized share without ImageNet",
+        [
+            "noise.shares.clean=0.25",
+            "noise.shares.current=0.3",
+            "noise.shares.replay=0.15",
+            "noise.shares.stylized=0.3",
+        ],
+        "needs data.dataset=imagenet",
+    ),
 ]
 
 

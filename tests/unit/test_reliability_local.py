@@ -18,7 +18,7 @@ from trainers.worker_env import load_state
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "data.limit_train=1024",
-    "data.limit_test=200",
+    "data.limit_val=200",
     "data.batch_size=64",
     "runtime.log_every_steps=5",
     "runtime.torch_threads=1",

@@ -1,0 +1,305 @@
+"""Everything a training run needs before its first step, in one object.
+
+``setup_run`` builds this worker's data (the training split; the validation split on
+rank 0; never the test set), the classifier and its optimizer, the mode's step function,
+the ANT generator's life, and restores a checkpoint; ``checkpoint_state`` is the inverse.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from generators.networks import create_generator
+from trainers.data import (
+    IMAGE_SPECS,
+    DataRoot,
+    default_val_size,
+    load_split,
+    load_stylized,
+    resolve_data_root,
+)
+from trainers.device import Precision
+from trainers.generator_life import GeneratorLife, Schedule
+from trainers.generator_service import GeneratorService, cpu_state
+from trainers.mixing import Shares, split_batch
+from trainers.models import create_model
+from trainers.order import EpochOrder
+from trainers.steps import StepFn, StepParts, bare, create_step
+from trainers.worker_env import WorkerEnv
+
+ServiceFactory = Callable[..., GeneratorService]
+
+
+@dataclass
+class Run:
+    cfg: Any  # orchestrator.config.ExperimentConfig, duck-typed (trainers/ never imports it)
+    env: WorkerEnv
+    precision: Precision
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    loader: DataLoader
+    order: EpochOrder
+    batch_size: int  # this worker's share of data.batch_size
+    val_loader: DataLoader | None  # rank 0, unless data.val_size is 0
+    train_step: StepFn
+    life: GeneratorLife | None  # ANT only
+    steps_per_epoch: int
+    total_steps: int
+    step: int = 0  # classifier updates done
+    start_epoch: int = 0
+    resume_at: int = 0  # batches of start_epoch already trained (mid-epoch checkpoint)
+
+
+def per_worker_batch(batch_size: int, world_size: int) -> int:
+    """``data.batch_size`` is the batch of one classifier update over all workers (the
+    paper: 70); each data-parallel worker takes an equal share."""
+    if batch_size % world_size:
+        raise ValueError(
+            f"data.batch_size={batch_size} must be divisible by the {world_size} workers "
+            "(runtime.num_workers): it is the global batch of one update"
+        )
+    return batch_size // world_size
+
+
+def build_optimizer(cfg: Any, params) -> torch.optim.Optimizer:
+    o = cfg.optim
+    if o.optimizer == "adam":
+        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+
+
+def setup_run(
+    cfg: Any,
+    env: WorkerEnv,
+    *,
+    make_service: ServiceFactory | None = None,
+    data_root: str | None = None,
+) -> Run:
+    seed = cfg.experiment.seed
+    torch.manual_seed(seed + env.rank)
+    if cfg.runtime.torch_threads:
+        torch.set_num_threads(cfg.runtime.torch_threads)
+    assigned = env.device()
+    precision = Precision.create(
+        str(assigned) if assigned is not None else cfg.runtime.device,
+        amp=cfg.runtime.amp,
+        channels_last=cfg.runtime.channels_last,
+    )
+    root = resolve_data_root(data_root or cfg.data.root)
+    batch = per_worker_batch(cfg.data.batch_size, env.world_size)
+    train_set = load_split(
+        cfg.data.dataset,
+        root,
+        "train",
+        val_size=val_size(cfg),
+        split_seed=cfg.data.split_seed,
+        limit=cfg.data.limit_train,
+        seed=seed,
+    )
+    order = EpochOrder(train_set, num_replicas=env.world_size, rank=env.rank, seed=seed)
+    loader = env.prepare_loader(
+        DataLoader(
+            train_set,
+            batch_size=batch,
+            sampler=order,
+            drop_last=len(order) >= batch,
+            num_workers=cfg.data.loader_workers,
+            pin_memory=precision.device.type == "cuda",
+        )
+    )
+    model = create_model(
+        cfg.model.name, num_classes=cfg.model.num_classes, weights_path=cfg.model.weights_path
+    )
+    model = env.prepare_model(precision.model(model))
+    optimizer = build_optimizer(cfg, model.parameters())
+    scheduler = torch.optim.lr_scheduler.StepLR(
+        optimizer, step_size=cfg.optim.step_size_epochs, gamma=cfg.optim.gamma
+    )
+    shares = Shares(**cfg.noise.shares.model_dump())
+    life = None
+    if cfg.noise.mode == "ant":
+        if make_service is None:
+            raise ValueError("mode ant needs a generator service")
+        life = _generator_life(
+            cfg,
+            env,
+            model,
+            precision,
+            make_service(cfg=cfg, loader=loader, precision=precision, rank=env.rank),
+        )
+    parts = StepParts(
+        classifier=model,
+        optimizer=optimizer,
+        precision=precision,
+        shares=shares,
+        sigmas=cfg.noise.sigmas,
+        speckle_levels=cfg.noise.speckle_levels,
+        epsilon=cfg.ant.epsilon,
+        generator=life.generator if life else None,
+        generator_optimizer=life.optimizer if life else None,
+        replay=life.replay if life else None,
+        stylized=_stylized_batches(cfg, env, root, batch, shares, seed) if life else None,
+    )
+    steps_per_epoch = len(loader)
+    total_steps = steps_per_epoch * cfg.optim.epochs
+    if cfg.optim.max_steps is not None:
+        total_steps = min(total_steps, cfg.optim.max_steps)
+    run = Run(
+        cfg=cfg,
+        env=env,
+        precision=precision,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        loader=loader,
+        order=order,
+        batch_size=batch,
+        val_loader=_val_loader(cfg, root, seed) if env.rank == 0 else None,
+        train_step=create_step(cfg.noise.mode, parts),
+        life=life,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+    )
+    state = env.load_checkpoint()
+    if state is not None:
+        restore(run, state)
+    return run
+
+
+def val_size(cfg: Any) -> int:
+    return default_val_size(cfg.data.dataset) if cfg.data.val_size is None else cfg.data.val_size
+
+
+def _val_loader(cfg: Any, root: DataRoot, seed: int) -> DataLoader | None:
+    """Per-epoch validation reads the split carved from the training images (the test set
+    is for ``antray eval`` only); ``data.val_size: 0`` means none."""
+    size = val_size(cfg)
+    if size == 0:
+        return None
+    val_set = load_split(
+        cfg.data.dataset,
+        root,
+        "val",
+        val_size=size,
+        split_seed=cfg.data.split_seed,
+        limit=cfg.data.limit_val,
+        seed=seed,
+    )
+    return DataLoader(val_set, batch_size=cfg.data.eval_batch_size)
+
+
+def _generator_life(cfg, env, model, precision, service) -> GeneratorLife:
+    spec = IMAGE_SPECS[cfg.data.dataset]
+    generator = env.prepare_model(
+        create_generator(cfg.ant.generator, channels=spec.channels).to(precision.device)
+    )
+    return GeneratorLife(
+        generator,
+        torch.optim.Adam(generator.parameters(), lr=cfg.ant.generator_lr),
+        service,
+        Schedule.from_config(cfg.ant),
+        classifier=bare(model),
+        rank=env.rank,
+        broadcast=env.broadcast,
+    )
+
+
+def _stylized_batches(cfg, env, root, batch: int, shares: Shares, seed: int) -> Iterator | None:
+    """ANT+SIN: a Stylized-ImageNet stream (same labels) with exactly the stylized share
+    of each batch, cycled over its own seeded epochs."""
+    count = split_batch(batch, shares, has_history=True)["stylized"]
+    if count == 0:
+        return None
+    stylized = load_stylized(root, cfg.data.stylized_root)
+    order = EpochOrder(stylized, num_replicas=env.world_size, rank=env.rank, seed=seed + 1)
+    loader = env.prepare_loader(
+        DataLoader(
+            stylized,
+            batch_size=count,
+            sampler=order,
+            drop_last=True,
+            num_workers=cfg.data.loader_workers,
+        )
+    )
+
+    def cycle() -> Iterator:
+        epoch = 0
+        while True:
+            order.set_epoch(epoch)
+            yield from loader
+            epoch += 1
+
+    return cycle()
+
+
+# --- checkpoints -------------------------------------------------------------------
+
+
+def checkpoint_state(
+    run: Run,
+    *,
+    epoch: int,
+    epoch_step: int,
+    metrics: dict[str, float],
+    mid_epoch: bool = False,
+    interrupted: bool = False,
+) -> dict[str, Any]:
+    """Rank 0's checkpoint. ``epoch_step``: batches of ``epoch`` done so far.
+
+    A mid-epoch checkpoint resumes at its step of the same epoch. An interrupted epoch is
+    redone on resume from its first batch (with the weights as they are now), so it
+    records the last *complete* epoch."""
+    life = run.life.state() if run.life else {}
+    return {
+        "epoch": epoch - 1 if interrupted else epoch,
+        "step": run.step - epoch_step if interrupted else run.step,
+        "steps_done": run.step,
+        "epoch_step": epoch_step,
+        "mid_epoch": mid_epoch,
+        "interrupted": interrupted,
+        "config": run.cfg.to_dict(),
+        "model": cpu_state(bare(run.model)),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "generator": life.get("generator"),
+        "generator_optimizer": life.get("generator_optimizer"),
+        "service": life.get("service"),
+        "restart_running": life.get("restart_running", False),
+        "metrics": metrics,
+    }
+
+
+def restore(run: Run, state: dict[str, Any]) -> None:
+    bare(run.model).load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.life is not None:
+        run.life.load_state(state)
+    _apply_new_lr(run.optimizer, run.scheduler, run.cfg.optim.lr, state["config"]["optim"]["lr"])
+    run.step = state["step"]
+    if state.get("mid_epoch"):
+        run.start_epoch, run.resume_at = state["epoch"], state["epoch_step"]
+    else:
+        run.start_epoch, run.resume_at = state["epoch"] + 1, 0
+    if run.env.rank == 0:
+        where = f" batch {run.resume_at + 1}" if run.resume_at else ""
+        print(f"resumed at epoch {run.start_epoch + 1}{where} (step {run.step})", flush=True)
+
+
+def _apply_new_lr(optimizer, scheduler, lr: float, saved_lr: float) -> None:
+    """Resuming with ``--set optim.lr=...`` changes the base lr; otherwise the restored
+    optimizer and schedule continue exactly where they were."""
+    if lr == saved_lr:
+        return
+    factor = lr / saved_lr
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
+        group["initial_lr"] = lr
+    scheduler.base_lrs = [lr for _ in scheduler.base_lrs]
