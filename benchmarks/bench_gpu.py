@@ -27,11 +27,10 @@ from dataclasses import asdict, dataclass
 import torch
 
 from generators.networks import create_generator
-from generators.samplers import GaussianNoise
 from trainers.device import Precision
 from trainers.mixing import Shares
 from trainers.models import create_model
-from trainers.steps import ant_step, noise_step, vanilla_step
+from trainers.steps import StepParts, create_step
 
 MODES = ("vanilla", "gnt", "ant1x1", "ant3x3")
 # The paper's ImageNet settings (SPEC.md): SGD lr 1e-3 momentum 0.9, GNT sigma 0.5,
@@ -70,34 +69,32 @@ def _epsilon(image_size: int) -> float:
 def make_step(
     mode: str, setting: Setting, precision: Precision
 ) -> Callable[[torch.Tensor, torch.Tensor], dict[str, float]]:
-    """A closure running one training step of ``mode`` on a batch (model built here)."""
+    """The project's own step function for ``mode`` (``trainers.steps.create_step``)."""
     model = precision.model(create_model(setting.model, num_classes=setting.num_classes))
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    if mode == "vanilla":
-        return lambda x, y: vanilla_step(model, optimizer, x, y, precision=precision)
-    if mode == "gnt":
-        sampler = GaussianNoise([GNT_SIGMA])
-        return lambda x, y: noise_step(
-            model, optimizer, x, y, sampler=sampler, clean_share=0.5, precision=precision
+    if not mode.startswith("ant"):
+        shares = Shares(clean=0.5, current=0.5, replay=0.0, stylized=0.0)
+        return create_step(
+            mode, StepParts(model, optimizer, precision, shares, sigmas=(GNT_SIGMA,))
         )
-    kind = {"ant1x1": "1x1", "ant3x3": "3x3"}[mode]
+    kind = mode.removeprefix("ant")
     generator = create_generator(kind, channels=3).to(precision.device)
-    generator_optimizer = torch.optim.Adam(generator.parameters(), lr=1e-4)
     # Two replayed generators per batch, as in the reference (0.1 of the batch each).
-    replay = [create_generator(kind, channels=3).to(precision.device).eval() for _ in range(2)]
-    epsilon = _epsilon(setting.image_size)
-    return lambda x, y: ant_step(
+    replay = [
+        create_generator(kind, channels=3).to(precision.device).eval()
+        for _ in range(REPLAY_GENERATORS)
+    ]
+    parts = StepParts(
         model,
         optimizer,
-        x,
-        y,
+        precision,
+        ANT_SHARES,
+        epsilon=_epsilon(setting.image_size),
         generator=generator,
-        generator_optimizer=generator_optimizer,
-        replay=replay,
-        epsilon=epsilon,
-        shares=ANT_SHARES,
-        precision=precision,
+        generator_optimizer=torch.optim.Adam(generator.parameters(), lr=1e-4),
+        replay=lambda: replay,
     )
+    return create_step("ant", parts)
 
 
 def _sync(device: torch.device) -> None:
