@@ -1,19 +1,26 @@
-"""One MNIST epoch of each training mode, single process: images/s and clean accuracy.
+"""Step cost of each training mode, single process, measured so one noisy run cannot mislead.
 
-    ANTRAY_DATA_ROOT=../shared/data .venv/bin/python benchmarks/bench_modes.py [--epochs 1]
+    ANTRAY_DATA_ROOT=../shared/data .venv/bin/python benchmarks/bench_modes.py \\
+        --modes gnt,ant1x1 --repeats 5
 
-images/s counts the classifier's training images over the step loop (ANT includes its
-generator step); the per-epoch restart (1000 iterations, blocking in a single process,
-as in the reference) is timed separately. Prints a Markdown table for docs/PERFORMANCE.md.
+The modes are run in alternation (gnt, ant1x1, gnt, ant1x1, ...) ``--repeats`` times, each
+run a fresh process-local training (`--backend local`) on the same ``--train-images`` MNIST
+images with the same seed. "images/s" counts classifier training images over the step loop
+(ANT includes its generator step). Restarts are off (``ant.restart_iterations=0``): the
+blocking from-scratch restart of the local backend is not a per-step cost, and the Ray
+backend runs it on an actor. Every mode's rate and its ratio to the first mode are reported
+as median and [min, max] over the rounds; the load average before and after says whether
+the machine was quiet (a load above the core count means other work shared the cores).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import statistics
 import sys
 import tempfile
-import time
 
 import torch
 
@@ -23,47 +30,65 @@ from orchestrator.train import train_from_config
 MODES = ["vanilla", "gnt", "speckle", "ant1x1", "ant3x3"]
 
 
-def main() -> None:
+def run_once(mode: str, overrides: list[str]) -> float:
+    cfg = load_config(f"configs/mnist_{mode}.yaml", overrides)
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = train_from_config(cfg, f"{tmp}/run", backend="local", track=False)
+    return float(metrics["images_per_s"])
+
+
+def median_and_range(values: list[float], digits: int = 3) -> str:
+    f = f".{digits}f"
+    return f"{statistics.median(values):{f}} [{min(values):{f}}, {max(values):{f}}]"
+
+
+def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--modes", default="gnt,ant1x1")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--train-images", type=int, default=12800)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    args = parser.parse_args()
-    rows = []
-    for mode in args.modes.split(","):
-        overrides = [f"optim.epochs={args.epochs}", "runtime.log_every_steps=100", *args.overrides]
-        cfg = load_config(f"configs/mnist_{mode}.yaml", overrides)
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            m = train_from_config(cfg, f"{tmp}/run", backend="local", track=False)
-            wall = time.perf_counter() - t0
-        rows.append(
-            (
-                mode,
-                m["images_per_s"],
-                m["epoch_time_s"],
-                wall,
-                m["val_clean_acc"],
-                m["val_gaussian_acc"],
-                m.get("val_generator_acc", float("nan")),
-            )
-        )
-        print(f"{mode}: {rows[-1]}", file=sys.stderr, flush=True)
+    args = parser.parse_args(argv)
+    modes = args.modes.split(",")
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        parser.error(f"--modes: unknown {unknown}; choose from {MODES}")
+    overrides = [
+        "optim.epochs=1",
+        f"data.limit_train={args.train_images}",
+        "data.val_size=0",  # no validation: only the step loop matters here
+        "ant.restart_iterations=0",
+        "runtime.log_every_steps=1000000",
+        *([f"runtime.torch_threads={args.threads}"] if args.threads else []),
+        *args.overrides,
+    ]
+    load_before = os.getloadavg()
+    rates: dict[str, list[float]] = {m: [] for m in modes}
+    for round_ in range(args.repeats):
+        for mode in modes:
+            rates[mode].append(run_once(mode, overrides))
+            print(f"round {round_ + 1} {mode}: {rates[mode][-1]:.0f} img/s", file=sys.stderr)
+    load_after = os.getloadavg()
+    base = modes[0]
+    threads = args.threads or torch.get_num_threads()
     print(f"\nCommand: `{' '.join(sys.argv)}`  ")
     print(
-        f"Machine: {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, CPU\n"
+        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"{threads} torch threads, torch {torch.__version__}, CPU; {args.train_images} "
+        f"MNIST images, batch 128; load average (1 min) before {load_before[0]:.2f}, "
+        f"after {load_after[0]:.2f}\n"
     )
-    print(
-        "| mode | train images/s | step-loop time (s) | wall incl. restart + eval (s) "
-        "| clean acc | Gaussian 0.5 acc | current-generator acc |"
-    )
-    print("|---|---|---|---|---|---|---|")
-    for mode, rate, steps, wall, clean, gauss, gen in rows:
-        print(
-            f"| {mode} | {rate:.0f} | {steps:.1f} | {wall:.1f} | {clean:.4f} | {gauss:.4f} "
-            f"| {gen:.4f} |"
-        )
+    print(f"| mode | images/s, median [min, max] | step cost / {base}, median [min, max] |")
+    print("|---|---|---|")
+    for mode in modes:
+        # Step cost ratio = base rate / mode rate, per round (the runs of one round are
+        # neighbours in time, so a slow spell affects both).
+        ratios = [b / r for b, r in zip(rates[base], rates[mode], strict=True)]
+        print(f"| {mode} | {median_and_range(rates[mode], 0)} | {median_and_range(ratios)} |")
+    if max(load_before[0], load_after[0]) > (os.cpu_count() or 1):
+        print("\nWARNING: the machine was busy (load above the core count): rerun when quiet.")
+    return rates
 
 
 if __name__ == "__main__":
