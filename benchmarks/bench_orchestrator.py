@@ -1,10 +1,15 @@
 """Ray orchestration overhead on this machine, in one run:
 
-(a) Ray Train, 1 worker, ANT steps vs the same loop in a bare process (target >= 0.90);
+(a) Ray Train, 1 worker, ANT steps vs the same loop in a bare process (target >= 0.97),
+    alternated bare, Ray, bare, Ray ... ``--repeats`` times at each of ``--threads-a``
+    torch thread counts; the ratio of each neighbouring pair, median and [min, max];
 (b) epoch time with a generator restart every epoch vs no restarts (target <= 1.10),
     plus the longest single step while a restart was running.
 
     ANTRAY_DATA_ROOT=../shared/data .venv/bin/python benchmarks/bench_orchestrator.py
+    ANTRAY_DATA_ROOT=../shared/data .venv/bin/python benchmarks/bench_orchestrator.py --only-a
+
+The load average before and after says whether the machine was quiet.
 
 On a 2-core box (b) gives the Train worker and the restart actor one core each and
 torch.set_num_threads(1) in both, so the ratio measures blocking, not two processes
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +34,7 @@ from orchestrator.config import load_config  # noqa: E402
 from orchestrator.train import train_from_config  # noqa: E402
 
 BASE = [
-    "data.limit_test=500",
+    "data.limit_val=500",
     "data.batch_size=128",
     "runtime.log_every_steps=1000",
     "ant.snapshot_every_steps=25",
@@ -53,6 +59,11 @@ def run(overrides: list[str], backend: str, tmp: str, tag: str) -> dict:
     return m
 
 
+def _spread(values: list[float], digits: int) -> str:
+    f = f".{digits}f"
+    return f"{statistics.median(values):{f}} [{min(values):{f}}, {max(values):{f}}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--train-images", type=int, default=12800)
@@ -62,27 +73,49 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     # On 2 cores, 2 intra-op threads leave none for Ray's own daemons (raylet, GCS, dashboard,
     # Train controller), and every preemption stalls torch's parallel regions: measure both.
-    parser.add_argument("--threads-a", type=int, default=1, help="torch threads for (a)")
+    parser.add_argument(
+        "--threads-a", default="1,2", help="torch thread counts for (a), comma-separated"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="bare/Ray pairs per count")
     parser.add_argument("--only-a", action="store_true", help="skip (b)")
     args = parser.parse_args()
     data = [f"data.limit_train={args.train_images}"]
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         # (a) same steps, no restarts: Ray Train 1 worker vs a bare process, same threads.
-        steps = data + [
-            "optim.epochs=1",
-            "ant.restart_iterations=0",
-            f"runtime.torch_threads={args.threads_a}",
-            "runtime.cpus_per_worker=1",
-            "runtime.generator_actor_cpus=1",
-        ]
-        bare = run(steps, "local", tmp, "bare")
-        ray_one = run(steps, "ray", tmp, "ray1")
-        if args.only_a:
-            ratio = ray_one["images_per_s"] / bare["images_per_s"]
+        table_a = []
+        for threads in [int(t) for t in args.threads_a.split(",")]:
+            steps = data + [
+                "optim.epochs=1",
+                "ant.restart_iterations=0",
+                "data.val_size=0",
+                f"runtime.torch_threads={threads}",
+                "runtime.cpus_per_worker=1",
+                "runtime.generator_actor_cpus=1",
+            ]
+            pairs = []
+            for i in range(args.repeats):
+                bare_rate = run(steps, "local", tmp, f"bare{threads}-{i}")["images_per_s"]
+                ray_rate = run(steps, "ray", tmp, f"ray{threads}-{i}")["images_per_s"]
+                pairs.append((bare_rate, ray_rate))
+            table_a.append((threads, pairs))
+        load_after_a = os.getloadavg()
+        print(f"\nCommand: `{' '.join(sys.argv)}` ({args.train_images} MNIST images, batch 128)")
+        print(
+            f"Load average (1 min): before {load_before[0]:.2f}, after (a) {load_after_a[0]:.2f}"
+            f" on {os.cpu_count()} cores\n"
+        )
+        print("| (a) torch threads | bare img/s, median [min, max] | Ray img/s | Ray / bare |")
+        print("|---|---|---|---|")
+        for threads, pairs in table_a:
+            bare_rates = [b for b, _ in pairs]
+            ray_rates = [r for _, r in pairs]
+            ratios = [r / b for b, r in pairs]
             print(
-                f"\n(a) threads {args.threads_a}: bare {bare['images_per_s']:.0f} img/s, "
-                f"Ray {ray_one['images_per_s']:.0f} img/s, ratio {ratio:.3f}"
+                f"| {threads} | {_spread(bare_rates, 0)} | {_spread(ray_rates, 0)} "
+                f"| {_spread(ratios, 3)} |"
             )
+        if args.only_a:
             return
         # (b) Ray, one core each for the worker and the restart actor.
         split = data + [
@@ -95,17 +128,12 @@ def main() -> None:
         restart = run(
             split + [f"ant.restart_iterations={args.restart_iterations}"], "ray", tmp, "restart"
         )
-    ratio_a = ray_one["images_per_s"] / bare["images_per_s"]
-    # Epochs after the first overlap a restart requested at the previous epoch's end;
-    # compare those epochs' step-loop times (final epoch metrics are the last epoch's).
+    # Every epoch starts with a restart request (the reference's schedule), so each epoch's
+    # steps overlap a restart training on the actor; compare the last epochs' step loops.
     ratio_b = restart["epoch_time_s"] / none["epoch_time_s"]
-    print(f"\nCommand: `{' '.join(sys.argv)}` ({args.train_images} MNIST images, batch 128)\n")
+    print(f"\nLoad average (1 min) after (b): {os.getloadavg()[0]:.2f}\n")
     print("| measurement | value | target |")
     print("|---|---|---|")
-    print(f"| (a) torch threads in both runs | {args.threads_a} | |")
-    print(f"| (a) bare-process ANT throughput | {bare['images_per_s']:.0f} img/s | |")
-    print(f"| (a) Ray Train 1-worker ANT throughput | {ray_one['images_per_s']:.0f} img/s | |")
-    print(f"| (a) ratio Ray / bare | {ratio_a:.3f} | >= 0.90 |")
     print(f"| (b) last-epoch step time, no restarts | {none['epoch_time_s']:.1f} s | |")
     print(
         f"| (b) last-epoch step time, restart every epoch "
