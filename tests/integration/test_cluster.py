@@ -21,9 +21,9 @@ pytestmark = pytest.mark.integration
 HEAD = "antray_head"
 MiB = 1024 * 1024
 
-# Sized for one ANT run (2 workers + the generator actor: GPU 3) at a time.
+# Sized for one ANT run with a GPU generator actor (a worker + the generator: GPU 2).
 HEAD_NODE = {"num_cpus": 1, "resources": {HEAD: 1.0}, "object_store_memory": 100 * MiB}
-GPU_NODE = {"num_cpus": 1, "num_gpus": 2, "object_store_memory": 100 * MiB}
+GPU_NODE = {"num_cpus": 1, "num_gpus": 1, "object_store_memory": 100 * MiB}
 
 TINY = [
     "data.limit_train=768",
@@ -122,10 +122,10 @@ def test_missing_data_on_the_gpu_nodes_is_found_before_the_run(cluster, tmp_path
 def test_tune_two_trials_on_a_cluster_that_holds_one(cluster, mnist_root, tmp_path):
     from orchestrator.tune_runner import tune_from_config
 
-    # One trial holds GPU 3 of the 4 (2 workers + generator actor): before trials
-    # reserved their generator actor, two trials each took a GPU node's share for their
-    # generator and both waited for ever for their workers.
-    cfg = ant(tmp_path, "runtime.num_workers=2", "runtime.generator_actor_gpus=1", "optim.epochs=1")
+    # One trial holds both GPUs (its worker and its generator actor). Before trials
+    # reserved their generator actor, each of two trials took one GPU node for its
+    # generator and both waited for ever for a GPU for their worker.
+    cfg = ant(tmp_path, "runtime.generator_actor_gpus=1", "optim.epochs=1")
     summary = tune_from_config(
         cfg,
         tmp_path / "tune",
