@@ -130,8 +130,9 @@ class RuntimeSection(_Frozen):
     # Where Train and Tune keep checkpoints: a local path (one node, or a mount every
     # node sees: NFS/EFS), s3://bucket/prefix or gs://bucket/prefix. None: <run dir>/ray.
     storage: str | None = None
-    # S3-compatible endpoint (MinIO, a test server); credentials come from the standard
-    # AWS environment/instance profile, never from the config.
+    # S3-compatible endpoint (MinIO, a test server) for s3:// storage and s3:// data;
+    # credentials come from the standard AWS environment/instance profile, never from
+    # the config.
     storage_endpoint: str | None = None
     # Custom resource that marks the head node: the replay store, the stop flag and Tune's
     # trial drivers ask for a sliver of it, so losing a (spot) worker node never takes

@@ -24,6 +24,7 @@ from torch import nn
 from generators.networks import NoiseGenerator
 from generators.replay import ReplayStore, Snapshot
 from generators.training import train_generator_from_scratch
+from orchestrator.data_sync import is_uri, local_copy
 from trainers.data import IMAGE_SPECS, load_split, resolve_data_root
 from trainers.generator_service import ReplayCache, cpu_state
 from trainers.models import create_model
@@ -135,7 +136,10 @@ class GeneratorTrainer:
         self.cfg = config
         data, model, ant = config["data"], config["model"], config["ant"]
         self.device = actor_device()
-        root = resolve_data_root(data_root or data["root"])
+        where = data_root or data["root"]
+        if is_uri(where):  # an object store: this node's local copy
+            where = local_copy(where, config["runtime"]["storage_endpoint"])
+        root = resolve_data_root(where)
         # Training images only: the validation split judges the classifier and must
         # never shape the noise it is trained against.
         dataset = load_split(

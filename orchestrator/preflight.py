@@ -46,27 +46,40 @@ def check_run(
     """All checks for one training (or one Tune search), in the order that keeps them
     cheap: config-only ones, then the data and storage, then (Ray) join or start Ray and,
     on a cluster, what can only be checked there."""
+    from orchestrator.data_sync import check_uri, is_uri
     from orchestrator.ray_runner import ensure_ray, joins_cluster
     from trainers.data import resolve_data_root
 
     check_model(cfg)
-    root = resolve_data_root(data_root or cfg.data.root)
+    wanted = data_root or cfg.data.root
+    in_store = is_uri(wanted)
+    if in_store:  # copied to each node when first needed; here: that it is there
+        check_uri(wanted, cfg.runtime.storage_endpoint)
+    root = None if in_store else resolve_data_root(wanted)
+
+    def data_here() -> None:
+        if root is not None:
+            check_data(cfg.to_dict(), str(root.path), may_download=root.may_download)
+
     if backend == "local":
+        if in_store:
+            raise UserError("--backend local reads a local --data-root, not a URI")
         check_device(cfg, backend="local", joining=False)
-        check_data(cfg.to_dict(), str(root.path), may_download=root.may_download)
+        data_here()
         return
     joining = joins_cluster(address)
     check_device(cfg, backend="ray", joining=joining)
     configured = bool(cfg.runtime.storage)
     if not joining:  # antray's own instance: everything is on this machine
-        check_data(cfg.to_dict(), str(root.path), may_download=root.may_download)
+        data_here()
         check_fits(demand, local_capacity(num_cpus), what)
         check_storage(location, configured=configured, joining=False)
     ensure_ray(address, num_cpus=num_cpus, head_resource=cfg.runtime.head_resource)
     if joining:
         check_fits(demand, cluster_capacity(), what)
         check_storage(location, configured=configured, joining=True)
-        check_data_on_cluster(cfg, str(root.path), timeout_s=cfg.runtime.startup_timeout_s)
+        if root is not None:
+            check_data_on_cluster(cfg, str(root.path), timeout_s=cfg.runtime.startup_timeout_s)
 
 
 def check_data(cfg: dict[str, Any], root: str, *, may_download: bool = False) -> None:

@@ -140,6 +140,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     """Runs on every Ray Train worker: the same loop as single-process training."""
     import torch
 
+    from orchestrator.data_sync import is_uri, local_copy
     from orchestrator.generator_actors import RayGeneratorService
     from trainers.data import IMAGE_SPECS
     from trainers.loop import run_worker
@@ -163,7 +164,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
 
     if cfg.runtime.torch_threads:
         torch.set_num_threads(cfg.runtime.torch_threads)
-    return run_worker(cfg, env, make_service=make_service, data_root=loop_config["data_root"])
+    data_root = loop_config["data_root"]
+    if is_uri(data_root):  # once per node, shared by the workers on it
+        data_root = local_copy(data_root, cfg.runtime.storage_endpoint)
+    return run_worker(cfg, env, make_service=make_service, data_root=data_root)
 
 
 def _report_callback(target: TrackingTarget | None, epochs: int):
@@ -240,13 +244,15 @@ def build_trainer(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
+    from orchestrator.data_sync import is_uri
     from orchestrator.generator_actors import GeneratorTrainer, ReplayStoreActor, StopFlag
     from trainers.data import resolve_data_root
 
     rt = cfg.runtime
     config = cfg.to_dict()
-    # Absolute: Ray workers chdir into their session directory.
-    root = str(resolve_data_root(data_root or cfg.data.root).path)
+    root = data_root or cfg.data.root
+    if not is_uri(root):  # absolute: Ray workers chdir into their session directory
+        root = str(resolve_data_root(root).path)
     on_head = head_options(rt.head_resource)
 
     store = generator = None

@@ -42,14 +42,12 @@ class Storage:
             bucket = value.split("://", 1)[1].strip("/")
             if not bucket:
                 raise UserError(f"runtime.storage {value!r}: expected {scheme}://bucket/prefix")
-            return cls(f"{scheme}://{bucket}", endpoint)
+            return cls(f"{scheme}://{bucket}", endpoint if scheme == "s3" else None)
         if "://" in value:
             raise UserError(
                 f"runtime.storage {value!r}: expected a local path, s3://... or gs://..."
             )
-        if endpoint:
-            raise UserError("runtime.storage_endpoint is only for s3:// storage")
-        return cls(str(Path(value).expanduser().resolve()))
+        return cls(str(Path(value).expanduser().resolve()))  # (an endpoint is for s3://)
 
     @property
     def scheme(self) -> str:
@@ -110,8 +108,6 @@ def storage_for_run(runtime: Any, run_dir: Path) -> Storage:
     """``runtime.storage`` or the default ``<run dir>/ray``."""
     if runtime.storage:
         return Storage.parse(runtime.storage, runtime.storage_endpoint)
-    if runtime.storage_endpoint:
-        raise UserError("runtime.storage_endpoint is set but runtime.storage is not")
     return Storage(str(run_dir / LOCAL_SUBDIR))
 
 
@@ -185,21 +181,25 @@ def latest_checkpoint(location: RunLocation) -> Any | None:
     return result.checkpoint
 
 
+def probe_endpoint(endpoint: str) -> None:
+    """A TCP connection to an S3-compatible endpoint, in seconds (the AWS SDK would retry
+    an unreachable one for minutes)."""
+    parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parsed.hostname or "", port), timeout=PROBE_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise UserError(
+            f"cannot reach the storage endpoint {endpoint}: {exc.strerror or exc}"
+        ) from None
+
+
 def probe_storage(storage: Storage) -> None:
     """Fail in seconds when the storage is unreachable or not writable: write and delete a
     small file where the checkpoints will go."""
     if storage.endpoint:
-        parsed = urlparse(
-            storage.endpoint if "://" in storage.endpoint else f"https://{storage.endpoint}"
-        )
-        port = parsed.port or (443 if parsed.scheme == "https" else 80)
-        try:
-            with socket.create_connection((parsed.hostname or "", port), timeout=PROBE_TIMEOUT_S):
-                pass
-        except OSError as exc:
-            raise UserError(
-                f"cannot reach the storage endpoint {storage.endpoint}: {exc.strerror or exc}"
-            ) from None
+        probe_endpoint(storage.endpoint)
     try:
         fs, path = storage.filesystem(timeouts=True)
         fs.create_dir(path, recursive=True)

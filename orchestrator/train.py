@@ -114,8 +114,12 @@ def train_from_config(
 def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     """Relative file paths in the config, resolved against the caller's cwd."""
 
+    from orchestrator.data_sync import is_uri
+
     def fix(value: str | None) -> str | None:
-        return str(Path(value).expanduser().resolve()) if value else value
+        if not value or is_uri(value):  # a URI is never squeezed through Path
+            return value
+        return str(Path(value).expanduser().resolve())
 
     data = cfg.data.model_copy(
         update={"root": fix(cfg.data.root), "stylized_root": fix(cfg.data.stylized_root)}

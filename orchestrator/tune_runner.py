@@ -55,6 +55,7 @@ def tune_from_config(
     from ray import tune
 
     from orchestrator import preflight
+    from orchestrator.data_sync import is_uri
     from orchestrator.run_dir import check_run_dir
     from orchestrator.train import absolute_paths
     from trainers.data import IMAGE_SPECS, resolve_data_root
@@ -97,7 +98,9 @@ def tune_from_config(
     (out / CONFIG_FILE).write_text(cfg.to_yaml())
     location.write(out)
     base = cfg.to_dict()
-    root = str(resolve_data_root(data_root or cfg.data.root).path)
+    root = data_root or cfg.data.root
+    if not is_uri(root):
+        root = str(resolve_data_root(root).path)
     trials = location.storage.join(f"{location.name}-trials")
 
     def trial(trial_config: dict[str, Any]) -> None:
@@ -190,8 +193,6 @@ def tune_location(cfg: ExperimentConfig, out: Path) -> RunLocation:
     if cfg.runtime.storage:
         storage = Storage.parse(cfg.runtime.storage, cfg.runtime.storage_endpoint)
         return RunLocation(storage, f"{out.name}-{uuid.uuid4().hex[:8]}")
-    if cfg.runtime.storage_endpoint:
-        raise UserError("runtime.storage_endpoint is set but runtime.storage is not")
     return RunLocation(Storage(str(out)), "tune")
 
 

@@ -1,6 +1,7 @@
-"""Checkpoints in S3: a real S3-compatible endpoint on loopback (moto's server mode, as in
-Ray's own test suite), two epochs of ANT checkpointed into a bucket, then ``--resume``
-from the bucket with the replay history back."""
+"""Checkpoints and data in S3: a real S3-compatible endpoint on loopback (moto's server
+mode, as in Ray's own test suite), MNIST read from the bucket (copied once to the node),
+two epochs of ANT checkpointed into it, then ``--resume`` from it with the replay
+history back."""
 
 import os
 import socket
@@ -33,13 +34,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint():
-    """moto_server on 127.0.0.1 with one bucket; the fake credentials are in the
-    environment before Ray starts, so Train workers (which upload checkpoints) get them."""
+def s3_endpoint(tmp_path_factory):
+    """moto_server on 127.0.0.1 with one bucket; the fake credentials (and where nodes
+    keep synced data) are in the environment before Ray starts, so Train workers (which
+    upload checkpoints) get them."""
     pytest.importorskip("moto.server")
     boto3 = pytest.importorskip("boto3")
-    saved = {k: os.environ.get(k) for k in FAKE_AWS}
-    os.environ.update(FAKE_AWS)
+    env = {**FAKE_AWS, "ANTRAY_DATA_CACHE": str(tmp_path_factory.mktemp("node-data"))}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -97,8 +100,11 @@ SETS = [
 ]
 
 
-def test_checkpoints_in_s3_then_resume_restores_replay(ray_with_s3, mnist_root, tmp_path):
+def test_data_and_checkpoints_in_s3_then_resume_restores_replay(ray_with_s3, mnist_root, tmp_path):
     endpoint, client = ray_with_s3
+    for f in (mnist_root / "MNIST" / "raw").glob("*.gz"):
+        client.upload_file(str(f), BUCKET, f"data/MNIST/raw/{f.name}")
+    data_root = f"s3://{BUCKET}/data"
     run = tmp_path / "run"
     cfg = load_config(
         "configs/mnist_ant1x1.yaml",
@@ -109,10 +115,14 @@ def test_checkpoints_in_s3_then_resume_restores_replay(ray_with_s3, mnist_root, 
             f"runtime.storage_endpoint={endpoint}",
         ],
     )
-    first = train_from_config(cfg, run, data_root=str(mnist_root), track=False)
+    first = train_from_config(cfg, run, data_root=data_root, track=False)
     assert first["epoch"] == 2
     # 12 steps per epoch, a snapshot every 3 steps.
     assert first["replay_size"] == 8
+    # One copy of the data on this (one-node) cluster, shared by worker and actor.
+    (copy,) = [p for p in Path(os.environ["ANTRAY_DATA_CACHE"]).iterdir() if p.is_dir()]
+    assert (copy / ".antray-synced").read_text() == data_root
+    assert (copy / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists()
 
     location = RunLocation.read(run)
     keys = [
@@ -127,8 +137,11 @@ def test_checkpoints_in_s3_then_resume_restores_replay(ray_with_s3, mnist_root, 
     assert saved["epoch"] == 1 and len(saved["service"]["replay"]["items"]) == 8
 
     # Resume: runtime.storage is not repeated; the run directory says where to look.
-    more = load_config("configs/mnist_ant1x1.yaml", [*SETS, "optim.epochs=3"])
-    second = train_from_config(more, run, data_root=str(mnist_root), resume=True, track=False)
+    more = load_config(
+        "configs/mnist_ant1x1.yaml",
+        [*SETS, "optim.epochs=3", f"runtime.storage_endpoint={endpoint}"],  # for the data
+    )
+    second = train_from_config(more, run, data_root=data_root, resume=True, track=False)
     assert second["epoch"] == 3 and second["step"] == 36
     assert second["replay_size_at_start"] == 8, "the replay history came back from S3"
     assert second["replay_size"] == 12
