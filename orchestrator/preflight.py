@@ -53,6 +53,8 @@ def check_run(
     check_model(cfg)
     wanted = data_root or cfg.data.root
     in_store = is_uri(wanted)
+    if in_store and backend == "local":
+        raise UserError("--backend local reads a local --data-root, not a URI")
     if in_store:  # copied to each node when first needed; here: that it is there
         check_uri(wanted, cfg.runtime.storage_endpoint)
     root = None if in_store else resolve_data_root(wanted)
@@ -62,8 +64,6 @@ def check_run(
             check_data(cfg.to_dict(), str(root.path), may_download=root.may_download)
 
     if backend == "local":
-        if in_store:
-            raise UserError("--backend local reads a local --data-root, not a URI")
         check_device(cfg, backend="local", joining=False)
         data_here()
         return

@@ -225,3 +225,23 @@ def test_explicit_auth_mode_is_respected_for_the_local_instance(monkeypatch):
     monkeypatch.setattr(ray, "init", FakeInit())
     ray_runner.ensure_ray(None)
     assert os.environ["RAY_AUTH_MODE"] == "token"
+
+
+def test_data_uri_on_the_local_backend_is_refused_before_any_network_call(tmp_path, capsys):
+    code, err = run_cli(
+        capsys, train_argv(tmp_path, "--data-root", "s3://bucket/data", backend="local")
+    )
+    assert code == 2 and "not a URI" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_config_paths_become_absolute_but_uris_stay_uris(tmp_path, monkeypatch):
+    from orchestrator.config import load_config
+    from orchestrator.train import absolute_paths
+
+    monkeypatch.chdir(tmp_path)
+    cfg = absolute_paths(
+        load_config(ANT, ["data.root=s3://bucket/data/", "model.weights_path=w.pt"])
+    )
+    assert cfg.data.root == "s3://bucket/data/"
+    assert cfg.model.weights_path == str(tmp_path / "w.pt")
