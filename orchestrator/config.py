@@ -128,13 +128,30 @@ class RuntimeSection(_Frozen):
     gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0
     generator_actor_cpus: Annotated[float, Field(gt=0)] = 1.0
     generator_actor_gpus: Annotated[float, Field(ge=0)] = 0.0
+    # Collective backend of the Train workers: auto = nccl with GPUs, else gloo.
+    dist_backend: Literal["auto", "nccl", "gloo"] = "auto"
     torch_threads: NonNegInt = 0  # 0 leaves torch's default
     log_every_steps: PositiveInt = 50
     checkpoint_every_epochs: PositiveInt = 1
-    # also checkpoint every N steps mid-epoch (spot nodes)
+    # Also checkpoint every N classifier steps inside an epoch (spot workers lose less).
     checkpoint_every_steps: PositiveInt | None = None
-    max_failures: int = 1
+    # Worker-group failures Train recovers from (from the last checkpoint); -1: no limit.
+    # Preemptions Ray recognises as such are counted separately and never run out.
+    max_failures: Annotated[int, Field(ge=-1)] = 5
     checkpoints_to_keep: PositiveInt = 2
+    # Where Train and Tune keep checkpoints: a local path (one node, or a mount every
+    # node sees: NFS/EFS), s3://bucket/prefix or gs://bucket/prefix. None: <run dir>/ray.
+    storage: str | None = None
+    # S3-compatible endpoint (MinIO, a test server) for s3:// storage and s3:// data;
+    # credentials come from the standard AWS environment/instance profile, never from
+    # the config.
+    storage_endpoint: str | None = None
+    # Custom resource that marks the head node: the replay store, the stop flag and Tune's
+    # trial drivers ask for a sliver of it, so losing a (spot) worker node never takes
+    # them away. antray's own local Ray instance has it; cluster.yaml sets it.
+    head_resource: str = "antray_head"
+    # How long the driver waits for its actors (and a cold GPU node) before giving up.
+    startup_timeout_s: PositiveInt = 1800
 
 
 class TrackingSection(_Frozen):

@@ -2,7 +2,8 @@
 GeneratorTrainer actor for restarts and a named ReplayStore actor for replay.
 
 Resume follows Train V2: rerun the same ``RunConfig(name, storage_path)`` and the
-workers get the latest checkpoint from ``ray.train.get_checkpoint()``.
+workers get the latest checkpoint from ``ray.train.get_checkpoint()``. The storage is
+whatever ``runtime.storage`` names (local, a shared mount, S3, GCS): see storage.py.
 """
 
 from __future__ import annotations
@@ -10,21 +11,23 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.config import ExperimentConfig, validate_config
 from orchestrator.errors import UserError
+from orchestrator.preflight import HEAD_RESOURCE_AMOUNT, HEAD_SLIVER
+from orchestrator.storage import RunLocation
 from orchestrator.tracking import TrackingTarget
 
-RAY_RUN_NAME = "train"
-# Inside a Tune trial, actors would otherwise be captured by the trial's small placement
-# group; the generator actor brings its own resources.
+# Inside a Tune trial, actors would otherwise be captured by the trial's placement group.
 OUTSIDE_ANY_PLACEMENT_GROUP = "DEFAULT"
-
+DEFAULT_HEAD_RESOURCE = "antray_head"
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -45,26 +48,82 @@ def probe_address(address: str) -> None:
         raise UserError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
 
 
-def ensure_ray(address: str | None, *, num_cpus: int | None = None) -> None:
-    """Start a local Ray (the machine's CPUs) or join ``address`` (auto, ray://host:port)."""
+def joins_cluster(address: str | None) -> bool:
+    """True when antray connects to a running Ray (``--address``, or ``RAY_ADDRESS`` as
+    set for a job started with ``ray job submit``) instead of starting its own."""
+    return bool(address or os.environ.get("RAY_ADDRESS"))
+
+
+def ensure_ray(
+    address: str | None,
+    *,
+    num_cpus: int | None = None,
+    head_resource: str = DEFAULT_HEAD_RESOURCE,
+) -> None:
+    """Start a local Ray (the machine's CPUs) or join ``address`` (auto, ray://host:port).
+
+    Token authentication: a cluster uses whatever it was started with, and Ray itself
+    finds the token (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``)
+    when ``RAY_AUTH_MODE=token``; antray never touches either. Only the private local
+    instance antray starts for itself runs without (unless RAY_AUTH_MODE says otherwise)."""
     import ray
 
     if address:
         probe_address(address)
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     # Train V2 re-routes worker print() through a logger and, because Ray wraps stdout,
     # also tees it: every progress line would reach the driver twice.
     os.environ.setdefault("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")
+    joining = joins_cluster(address)
     try:
-        if address:
+        if joining:
             ray.init(address=address, namespace="antray", log_to_driver=True)
         else:
-            ray.init(num_cpus=num_cpus, namespace="antray", log_to_driver=True)
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            ray.init(
+                num_cpus=num_cpus,
+                namespace="antray",
+                log_to_driver=True,
+                # This one node is the head: the store, stop flag and trial drivers
+                # find the marker they ask for on a cluster.
+                resources={head_resource: HEAD_RESOURCE_AMOUNT},
+            )
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = address or "a local instance"
+        where = address or os.environ.get("RAY_ADDRESS") or "a local instance"
         raise UserError(f"cannot reach Ray at {where}: {str(exc).splitlines()[0]}") from None
+
+
+def head_options(head_resource: str) -> dict[str, Any]:
+    """Actor options that keep an actor on the head node, so that a spot worker's loss
+    never takes the replay store, the stop flag or a trial driver with it."""
+    import ray
+
+    if ray.cluster_resources().get(head_resource, 0) > 0:
+        return {
+            "resources": {head_resource: HEAD_SLIVER},
+            "scheduling_strategy": OUTSIDE_ANY_PLACEMENT_GROUP,
+        }
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    _warn_once(
+        f"[antray] the cluster has no {head_resource!r} resource (see docs/cluster.md); "
+        "the replay store and stop flag stay on the driver's node"
+    )
+    return {
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(
+            ray.get_runtime_context().get_node_id(), soft=False
+        )
+    }
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        print(message, file=sys.stderr, flush=True)
 
 
 def _quiet_report_log() -> None:
@@ -81,6 +140,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     """Runs on every Ray Train worker: the same loop as single-process training."""
     import torch
 
+    from orchestrator.data_sync import is_uri, local_copy
     from orchestrator.generator_actors import RayGeneratorService
     from trainers.data import IMAGE_SPECS
     from trainers.loop import run_worker
@@ -88,7 +148,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
 
     _quiet_report_log()
     cfg = validate_config(loop_config["config"], source="<ray worker>")
-    env = RayTrainEnv(stop_flag=loop_config.get("stop_flag"))
+    env = RayTrainEnv(stop_flag=loop_config.get("stop_flag"), device=cfg.runtime.device)
 
     def make_service(*, cfg, loader, precision, rank: int) -> RayGeneratorService:
         return RayGeneratorService(
@@ -104,7 +164,10 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
 
     if cfg.runtime.torch_threads:
         torch.set_num_threads(cfg.runtime.torch_threads)
-    return run_worker(cfg, env, make_service=make_service, data_root=loop_config["data_root"])
+    data_root = loop_config["data_root"]
+    if is_uri(data_root):  # once per node, shared by the workers on it
+        data_root = local_copy(data_root, cfg.runtime.storage_endpoint)
+    return run_worker(cfg, env, make_service=make_service, data_root=data_root)
 
 
 def _report_callback(target: TrackingTarget | None, epochs: int):
@@ -121,8 +184,8 @@ def _report_callback(target: TrackingTarget | None, epochs: int):
 
         def after_report(self, run_context, metrics, checkpoint) -> None:
             m = metrics[0] if metrics else {}
-            if not m:
-                return
+            if not m or m.get("mid_epoch"):
+                return  # a mid-epoch checkpoint (runtime.checkpoint_every_steps): no line
             elapsed = time.perf_counter() - self.start
             epoch = int(m.get("epoch", 0))
             self.reports += 1  # epochs run by this fit() (a resumed run starts later)
@@ -146,84 +209,106 @@ def _report_callback(target: TrackingTarget | None, epochs: int):
     return EpochReport()
 
 
+@dataclass(frozen=True)
+class RunActors:
+    """The actors one training uses beside its Train workers; killed after ``fit()``."""
+
+    stop_flag: Any
+    store: Any = None
+    generator: Any = None
+
+    def named(self) -> dict[str, Any]:
+        out = {"the stop flag (head node)": self.stop_flag}
+        if self.store is not None:
+            out["the replay store (head node)"] = self.store
+        if self.generator is not None:
+            out["the generator actor"] = self.generator
+        return {what: actor for what, actor in out.items()}
+
+    def all(self) -> list[Any]:
+        return list(self.named().values())
+
+
 def build_trainer(
     cfg: ExperimentConfig,
     *,
     data_root: str | None,
-    storage_path: Path,
-    run_name: str = RAY_RUN_NAME,
+    location: RunLocation,
     callbacks: list | None = None,
-) -> tuple[Any, list[Any]]:
-    """A TorchTrainer for ``cfg`` plus the actors it uses (generator trainer, replay store,
-    stop flag), which the caller kills after ``fit()``. Shared by train and tune."""
+    generator_strategy: Any = OUTSIDE_ANY_PLACEMENT_GROUP,
+) -> tuple[Any, RunActors]:
+    """A TorchTrainer for ``cfg`` plus the actors it uses (generator trainer, replay
+    store, stop flag). Shared by train and tune; Tune places the generator actor in its
+    trial's placement group through ``generator_strategy``."""
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
+    from ray.train.torch import TorchConfig, TorchTrainer
 
+    from orchestrator.data_sync import is_uri
     from orchestrator.generator_actors import GeneratorTrainer, ReplayStoreActor, StopFlag
     from trainers.data import resolve_data_root
 
     rt = cfg.runtime
     config = cfg.to_dict()
-    # Absolute: Ray workers chdir into their session directory.
-    root = str(resolve_data_root(data_root or cfg.data.root).path)
+    root = data_root or cfg.data.root
+    if not is_uri(root):  # absolute: Ray workers chdir into their session directory
+        root = str(resolve_data_root(root).path)
+    on_head = head_options(rt.head_resource)
 
-    store = trainer_actor = None
+    store = generator = None
     if cfg.noise.mode == "ant":
         # Non-detached named actors: they die with this driver, and a resumed run
         # refills the store from the checkpoint. max_restarts: a lost actor comes back.
         store = (
             ray.remote(ReplayStoreActor)
             .options(
-                name=f"antray-replay-{run_name}-{storage_path.parent.name}-{uuid.uuid4().hex[:8]}",
+                name=f"antray-replay-{location.name}-{uuid.uuid4().hex[:8]}",
                 num_cpus=0,
                 max_restarts=-1,
                 max_task_retries=-1,
-                scheduling_strategy=OUTSIDE_ANY_PLACEMENT_GROUP,
+                **on_head,
             )
             .remote(cfg.ant.replay_capacity, cfg.ant.replay_eviction, cfg.experiment.seed)
         )
-        trainer_actor = (
+        generator = (
             ray.remote(GeneratorTrainer)
             .options(
                 num_cpus=rt.generator_actor_cpus,
                 num_gpus=rt.generator_actor_gpus,
                 max_restarts=-1,
                 max_task_retries=1,
-                scheduling_strategy=OUTSIDE_ANY_PLACEMENT_GROUP,
+                scheduling_strategy=generator_strategy,
             )
             .remote(config, root, rt.torch_threads)
         )
-    stop_flag = (
-        ray.remote(StopFlag)
-        .options(num_cpus=0, scheduling_strategy=OUTSIDE_ANY_PLACEMENT_GROUP)
-        .remote()
-    )
+    stop_flag = ray.remote(StopFlag).options(num_cpus=0, max_restarts=-1, **on_head).remote()
+    resources = {"CPU": rt.cpus_per_worker}
+    if rt.gpus_per_worker > 0:
+        resources["GPU"] = rt.gpus_per_worker
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
             "config": config,
             "data_root": root,
             "replay_store": store,
-            "generator_trainer": trainer_actor,
+            "generator_trainer": generator,
             "stop_flag": stop_flag,
         },
+        torch_config=TorchConfig(backend=None if rt.dist_backend == "auto" else rt.dist_backend),
         scaling_config=ScalingConfig(
             num_workers=rt.num_workers,
             use_gpu=rt.gpus_per_worker > 0,
-            resources_per_worker={"CPU": rt.cpus_per_worker, "GPU": rt.gpus_per_worker}
-            if rt.gpus_per_worker > 0
-            else {"CPU": rt.cpus_per_worker},
+            resources_per_worker=resources,
         ),
         run_config=RunConfig(
-            name=run_name,
-            storage_path=str(storage_path.resolve()),
+            name=location.name,
+            **location.storage.run_config_args(),
             checkpoint_config=CheckpointConfig(num_to_keep=rt.checkpoints_to_keep),
             failure_config=FailureConfig(max_failures=rt.max_failures),
             callbacks=callbacks or [],
         ),
     )
-    return trainer, [a for a in (store, trainer_actor, stop_flag) if a is not None]
+    return trainer, RunActors(stop_flag=stop_flag, store=store, generator=generator)
 
 
 def fit_in_thread(trainer: Any) -> Any:
@@ -247,18 +332,27 @@ def fit_in_thread(trainer: Any) -> Any:
     return box["result"]
 
 
-def wait_until_ready(actors: list[Any], timeout_s: float = 300) -> None:
-    """Let the actors finish constructing (imports, loading data) before training starts,
-    so the first restart is not delayed by the generator actor's start-up."""
+def wait_until_ready(actors: RunActors, cfg: ExperimentConfig) -> None:
+    """Let the actors finish constructing (imports, loading data, and on a cluster the
+    node that hosts them booting) before training starts, so the first restart is not
+    delayed by the generator actor's start-up."""
     import ray
 
-    ray.get([actor.ping.remote() for actor in actors], timeout=timeout_s)
+    from orchestrator.waiting import wait_for_refs
+
+    rt = cfg.runtime
+    named = {what: actor.ping.remote() for what, actor in actors.named().items()}
+    demand = None
+    if actors.generator is not None:
+        demand = {"CPU": rt.generator_actor_cpus, "GPU": rt.generator_actor_gpus}
+    wait_for_refs(named, timeout_s=rt.startup_timeout_s, demand=demand)
+    ray.get(list(named.values()))
 
 
-def kill_actors(actors: list[Any]) -> None:
+def kill_actors(actors: RunActors) -> None:
     import ray
 
-    for actor in actors:
+    for actor in actors.all():
         ray.kill(actor)
 
 
@@ -266,30 +360,29 @@ def train_ray(
     cfg: ExperimentConfig,
     run_dir: Path,
     *,
+    location: RunLocation,
     data_root: str | None,
-    resume: bool,
     address: str | None,
     tracking: TrackingTarget | None = None,
     num_cpus: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Run the TorchTrainer; returns (final metrics, final checkpoint state).
 
-    ``resume`` needs nothing here: the same run directory means the same
+    Resuming needs nothing here: the same ``location`` means the same
     ``RunConfig(name, storage_path)``, and Train V2 hands workers its latest checkpoint."""
     from orchestrator.signals import stop_on_sigint
     from trainers.worker_env import load_state
 
-    ensure_ray(address, num_cpus=num_cpus)
+    ensure_ray(address, num_cpus=num_cpus, head_resource=cfg.runtime.head_resource)
     trainer, actors = build_trainer(
         cfg,
         data_root=data_root,
-        storage_path=run_dir / "ray",
+        location=location,
         callbacks=[_report_callback(tracking, cfg.optim.epochs)],
     )
-    stop_flag = actors[-1]
-    wait_until_ready(actors)
     try:
-        with stop_on_sigint(lambda: stop_flag.set.remote()):
+        wait_until_ready(actors, cfg)
+        with stop_on_sigint(lambda: actors.stop_flag.set.remote()):
             result = fit_in_thread(trainer)
     finally:
         kill_actors(actors)

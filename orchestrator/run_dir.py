@@ -18,19 +18,29 @@ def default_run_dir(name: str) -> Path:
     return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> Path:
+def check_run_dir(path: Path, *, resume: bool, overwrite: bool) -> Path:
+    """The checks of :func:`prepare_run_dir`, touching nothing (run before preflight)."""
     path = path.expanduser().resolve()
     if resume:
         if not path.is_dir():
             raise UserError(f"--resume: run directory {path} does not exist")
+    elif path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
+        raise UserError(
+            f"run directory {path} already exists; pass --resume to continue it "
+            "or --overwrite to replace it"
+        )
+    return path
+
+
+def prepare_run_dir(path: Path, *, resume: bool, overwrite: bool) -> Path:
+    path = check_run_dir(path, resume=resume, overwrite=overwrite)
+    if resume:
         return path
-    if path.exists() and any(path.iterdir()):
-        if not overwrite:
-            raise UserError(
-                f"run directory {path} already exists; pass --resume to continue it "
-                "or --overwrite to replace it"
-            )
-        shutil.rmtree(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     path.mkdir(parents=True, exist_ok=True)
     return path
 

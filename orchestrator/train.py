@@ -12,6 +12,7 @@ import torch
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import Interrupted, TrainingFault
 from orchestrator.run_dir import CONFIG_FILE, prepare_run_dir, write_metrics
+from orchestrator.storage import RunLocation, latest_checkpoint, location_for
 from trainers.worker_env import STATE_FILE, load_state
 
 Backend = Literal["local", "ray"]
@@ -31,17 +32,30 @@ def train_from_config(
     track: bool = True,
     num_cpus: int | None = None,
 ) -> dict[str, Any]:
-    """Run one training. ``run_dir`` gets ``config.yaml``, checkpoints, ``model.pt``
-    (final classifier + config), ``metrics.json`` and, with ``track``, an MLflow run."""
-    if backend == "ray":  # an unreachable cluster fails before anything is written
-        from orchestrator.ray_runner import ensure_ray
+    """Run one training. ``run_dir`` gets ``config.yaml``, ``model.pt`` (final classifier
+    + config), ``metrics.json``, ``storage.json`` (where the checkpoints are: the run
+    directory itself or ``runtime.storage``) and, with ``track``, an MLflow run.
 
-        ensure_ray(address, num_cpus=num_cpus)
+    Bad input (data, model, device, storage, resources) is refused before Ray starts and
+    before the run directory is touched: ``UserError``, exit 2."""
     cfg = absolute_paths(cfg)  # Ray workers run in another cwd
-    run_path = prepare_run_dir(Path(run_dir), resume=resume, overwrite=overwrite)
+    run_path = Path(run_dir).expanduser().resolve()
+    location = check_before_start(
+        cfg,
+        run_path,
+        backend=backend,
+        data_root=data_root,
+        resume=resume,
+        overwrite=overwrite,
+        address=address,
+        num_cpus=num_cpus,
+    )
+    run_path = prepare_run_dir(run_path, resume=resume, overwrite=overwrite)
     if resume:
-        validate_resume_checkpoint(run_path, backend)  # before anything is written
+        validate_resume_checkpoint(run_path, backend, location)  # before anything is written
     (run_path / CONFIG_FILE).write_text(cfg.to_yaml())
+    if backend == "ray":
+        location.write(run_path)
     target = _start_tracking(cfg, run_path) if track else None
     on_report = None
     if target is not None:
@@ -64,8 +78,8 @@ def train_from_config(
             metrics, state = train_ray(
                 cfg,
                 run_path,
+                location=location,
                 data_root=data_root,
-                resume=resume,
                 address=address,
                 tracking=target,
                 num_cpus=num_cpus,
@@ -100,8 +114,12 @@ def train_from_config(
 def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     """Relative file paths in the config, resolved against the caller's cwd."""
 
+    from orchestrator.data_sync import is_uri
+
     def fix(value: str | None) -> str | None:
-        return str(Path(value).expanduser().resolve()) if value else value
+        if not value or is_uri(value):  # a URI is never squeezed through Path
+            return value
+        return str(Path(value).expanduser().resolve())
 
     data = cfg.data.model_copy(
         update={"root": fix(cfg.data.root), "stylized_root": fix(cfg.data.stylized_root)}
@@ -110,21 +128,54 @@ def absolute_paths(cfg: ExperimentConfig) -> ExperimentConfig:
     return cfg.model_copy(update={"data": data, "model": model})
 
 
-def latest_checkpoint_dir(run_path: Path, backend: Backend) -> Path | None:
-    """Where a resumed run will read its state from (None: nothing saved yet)."""
+def check_before_start(
+    cfg: ExperimentConfig,
+    run_path: Path,
+    *,
+    backend: Backend,
+    data_root: str | None,
+    resume: bool,
+    overwrite: bool,
+    address: str | None,
+    num_cpus: int | None,
+) -> RunLocation:
+    """Everything a worker or actor will need, checked here first; then (Ray) join or
+    start Ray. Returns where the run's checkpoints go."""
+    from orchestrator import preflight
+    from orchestrator.run_dir import check_run_dir
+
+    check_run_dir(run_path, resume=resume, overwrite=overwrite)
+    location = location_for(cfg.runtime, run_path, resume=resume)
+    preflight.check_run(
+        cfg,
+        location,
+        backend=backend,
+        data_root=data_root,
+        address=address,
+        num_cpus=num_cpus,
+        demand=preflight.run_demand(cfg),
+        what="this run",
+    )
+    return location
+
+
+def latest_checkpoint_dir(run_path: Path) -> Path | None:
+    """Local backend: where a resumed run will read its state from (None: nothing yet)."""
+    candidate = run_path / "checkpoint"
+    return candidate if (candidate / STATE_FILE).exists() else None
+
+
+def validate_resume_checkpoint(run_path: Path, backend: Backend, location: RunLocation) -> None:
+    """Raise ``CheckpointError`` (exit 2) for a corrupt or foreign latest checkpoint."""
     if backend == "local":
-        candidate = run_path / "checkpoint"
-        return candidate if (candidate / STATE_FILE).exists() else None
-    from orchestrator.ray_runner import RAY_RUN_NAME
-
-    found = sorted((run_path / "ray" / RAY_RUN_NAME).glob("checkpoint_*/" + STATE_FILE))
-    return found[-1].parent if found else None
-
-
-def validate_resume_checkpoint(run_path: Path, backend: Backend) -> None:
-    directory = latest_checkpoint_dir(run_path, backend)
-    if directory is not None:
-        load_state(directory)  # raises CheckpointError (exit 2) for corrupt/foreign files
+        directory = latest_checkpoint_dir(run_path)
+        if directory is not None:
+            load_state(directory)
+        return
+    checkpoint = latest_checkpoint(location)
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            load_state(Path(directory))
 
 
 def _start_tracking(cfg: ExperimentConfig, run_path: Path):

@@ -6,17 +6,28 @@ a plain function trainable builds one TorchTrainer per trial and reports through
 from __future__ import annotations
 
 import json
+import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 from orchestrator.config import ExperimentConfig, apply_overrides, validate_config
-from orchestrator.errors import UserError
+from orchestrator.errors import TrainingFault, UserError
+from orchestrator.preflight import HEAD_SLIVER
+from orchestrator.ray_runner import OUTSIDE_ANY_PLACEMENT_GROUP
 from orchestrator.run_dir import CONFIG_FILE, prepare_run_dir
+from orchestrator.storage import RunLocation, Storage
 from tune_spaces import SPACES, asha_scheduler, param_space
 
 RESULTS_FILE = "tune_results.csv"
 BEST_FILE = "best.json"
 REQUIRED_MODE = {"gnt_sigma": "gnt", "ant_epsilon": "ant"}
+
+
+class TrialsFailed(TrainingFault):
+    """Every trial failed: nothing to rank (their errors are in the Tune output)."""
+
+    exit_code = 1
 
 
 def tune_from_config(
@@ -36,10 +47,16 @@ def tune_from_config(
     overwrite: bool = False,
     track: bool = True,
 ) -> dict[str, Any]:
-    """Run the search; writes ``tune_results.csv`` and ``best.json`` to ``out_dir``."""
+    """Run the search; writes ``tune_results.csv`` and ``best.json`` to ``out_dir``.
+
+    Each trial reserves what it holds besides its Train workers (the trial driver on the
+    head, the generator actor) as one placement group, and no more trials run at once
+    than the cluster can hold with their workers: two trials never each grab half."""
     from ray import tune
 
-    from orchestrator.ray_runner import ensure_ray
+    from orchestrator import preflight
+    from orchestrator.data_sync import is_uri
+    from orchestrator.run_dir import check_run_dir
     from orchestrator.train import absolute_paths
     from trainers.data import IMAGE_SPECS, resolve_data_root
 
@@ -52,14 +69,39 @@ def tune_from_config(
         )
     if mode not in ("max", "min"):
         raise UserError(f"--mode must be max or min, got {mode!r}")
+    if max_concurrent < 1:
+        raise UserError(f"--max-concurrent must be at least 1, got {max_concurrent}")
     space = SPACES[space_name]
-    ensure_ray(address, num_cpus=num_cpus)
     cfg = absolute_paths(cfg)
-    out = prepare_run_dir(Path(out_dir), resume=False, overwrite=overwrite)
+    out = check_run_dir(Path(out_dir), resume=False, overwrite=overwrite)
+    location = tune_location(cfg, out)
+    demand = preflight.run_demand(cfg, trial_cpus=trial_cpus)
+    preflight.check_run(
+        cfg,
+        location,
+        backend="ray",
+        data_root=data_root,
+        address=address,
+        num_cpus=num_cpus,
+        demand=demand,
+        what="one trial",
+    )
+    fits = preflight.runs_that_fit(demand, preflight.cluster_capacity())
+    if fits < max_concurrent:
+        print(
+            f"[antray] {fits} trial(s) at a time: each needs {preflight.describe(demand)}",
+            file=sys.stderr,
+            flush=True,
+        )
+    concurrent = min(max_concurrent, fits)
+    out = prepare_run_dir(out, resume=False, overwrite=overwrite)
     (out / CONFIG_FILE).write_text(cfg.to_yaml())
+    location.write(out)
     base = cfg.to_dict()
-    root = str(resolve_data_root(data_root or cfg.data.root).path)
-    trials_dir = out / "trials"
+    root = data_root or cfg.data.root
+    if not is_uri(root):
+        root = str(resolve_data_root(root).path)
+    trials = location.storage.join(f"{location.name}-trials")
 
     def trial(trial_config: dict[str, Any]) -> None:
         from ray.tune.integration.ray_train import TuneReportCallback
@@ -73,12 +115,13 @@ def tune_from_config(
         trainer, actors = build_trainer(
             trial_cfg,
             data_root=root,
-            storage_path=trials_dir,
-            run_name=f"trial-{tune.get_context().get_trial_id()}",  # stable: resumable
+            # Stable per trial: a resumed search resumes its trials' checkpoints.
+            location=RunLocation(trials, f"trial-{tune.get_context().get_trial_id()}"),
             callbacks=[TuneReportCallback()],
+            generator_strategy=_generator_bundle(),
         )
         try:
-            wait_until_ready(actors)
+            wait_until_ready(actors, trial_cfg)
             trainer.fit()
         finally:
             kill_actors(actors)
@@ -102,20 +145,25 @@ def tune_from_config(
         )
     spec = IMAGE_SPECS[cfg.data.dataset]
     tuner = tune.Tuner(
-        tune.with_resources(trial, {"cpu": trial_cpus}),
+        tune.with_resources(trial, trial_resources(cfg, trial_cpus)),
         param_space=param_space(space, num_coordinates=spec.num_coordinates, grid=grid),
         tune_config=tune.TuneConfig(
             metric=metric,
             mode=mode,
             num_samples=1 if grid else num_samples,
-            max_concurrent_trials=max_concurrent,
+            max_concurrent_trials=concurrent,
             scheduler=asha_scheduler(max_epochs=cfg.optim.epochs),
         ),
-        run_config=tune.RunConfig(name="tune", storage_path=str(out), callbacks=callbacks),
+        run_config=tune.RunConfig(
+            name=location.name, callbacks=callbacks, **location.storage.run_config_args()
+        ),
     )
     results = tuner.fit()
     table = results.get_dataframe()
     table.to_csv(out / RESULTS_FILE, index=False)
+    errors = sum(1 for r in results if r.error is not None)
+    if errors == len(table) or not len(table):
+        raise TrialsFailed(f"all {len(table)} trials failed; see {out}")
     best = results.get_best_result()
     summary = {
         "space": space_name,
@@ -127,7 +175,8 @@ def tune_from_config(
             k: v for k, v in (best.metrics or {}).items() if isinstance(v, int | float)
         },
         "trials": len(table),
-        "errors": sum(1 for r in results if r.error is not None),
+        "errors": errors,
+        "max_concurrent": concurrent,
     }
     (out / BEST_FILE).write_text(json.dumps(summary, indent=2))
     if parent is not None:
@@ -136,3 +185,41 @@ def tune_from_config(
         finish_run(parent, out)
         summary["mlflow_run_id"], summary["mlflow_uri"] = parent.run_id, parent.uri
     return summary
+
+
+def tune_location(cfg: ExperimentConfig, out: Path) -> RunLocation:
+    """Tune's own experiment and its trials' Train runs: under ``runtime.storage``, else
+    in the output directory (one machine)."""
+    if cfg.runtime.storage:
+        storage = Storage.parse(cfg.runtime.storage, cfg.runtime.storage_endpoint)
+        return RunLocation(storage, f"{out.name}-{uuid.uuid4().hex[:8]}")
+    return RunLocation(Storage(str(out)), "tune")
+
+
+def trial_resources(cfg: ExperimentConfig, trial_cpus: float) -> Any:
+    """One placement group per trial: bundle 0 the trial driver (on the head, where the
+    head marker exists), bundle 1 the generator actor (ANT). Train V2 reserves the
+    workers itself when the trial starts them."""
+    import ray
+    from ray.tune import PlacementGroupFactory
+
+    rt = cfg.runtime
+    driver: dict[str, float] = {"CPU": trial_cpus}
+    if ray.cluster_resources().get(rt.head_resource, 0) > 0:
+        driver[rt.head_resource] = HEAD_SLIVER
+    bundles = [driver]
+    if cfg.noise.mode == "ant":
+        generator = {"CPU": rt.generator_actor_cpus, "GPU": rt.generator_actor_gpus}
+        bundles.append({k: v for k, v in generator.items() if v > 0})
+    return PlacementGroupFactory(bundles, strategy="PACK")
+
+
+def _generator_bundle() -> Any:
+    """Inside a trial: schedule the generator actor into bundle 1 of the trial's group."""
+    from ray.util import get_current_placement_group
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    group = get_current_placement_group()
+    if group is None or len(group.bundle_specs) < 2:
+        return OUTSIDE_ANY_PLACEMENT_GROUP
+    return PlacementGroupSchedulingStrategy(placement_group=group, placement_group_bundle_index=1)

@@ -64,12 +64,23 @@ class ReplayCache:
 
     def sync(self, ids: Iterable[int], fetch: Callable[[list[int]], list[Snapshot]]) -> None:
         ids = list(ids)
-        missing = [i for i in ids if i not in self.modules]
+        missing = self.missing(ids)
         for snap_id, state in zip(missing, fetch(missing) if missing else [], strict=True):
-            module = create_generator(self.kind, channels=self.channels)
-            module.load_state_dict(state)
-            self.modules[snap_id] = module.to(self.device).eval().requires_grad_(False)
-        for gone in set(self.modules) - set(ids):
+            self.add(snap_id, state)
+        self.retain(ids)
+
+    def missing(self, ids: Iterable[int]) -> list[int]:
+        return [i for i in ids if i not in self.modules]
+
+    def add(self, snap_id: int, state: Snapshot) -> None:
+        module = create_generator(self.kind, channels=self.channels)
+        module.load_state_dict(state)
+        self.modules[snap_id] = module.to(self.device).eval().requires_grad_(False)
+
+    def retain(self, ids: Iterable[int]) -> None:
+        """Drop the snapshots the store no longer holds (evicted)."""
+        keep = set(ids)
+        for gone in set(self.modules) - keep:
             del self.modules[gone]
 
     def sample(self, k: int) -> list[NoiseGenerator]:

@@ -7,6 +7,7 @@ turns rank 0's state into a ``ray.train.Checkpoint``, and get_checkpoint() resum
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +20,40 @@ from torch.utils.data import DataLoader
 
 from trainers.worker_env import load_state, save_state
 
+STOP_POLL_TIMEOUT_S = 60.0  # a stop-flag answer older than this is asked for again
+
 
 class RayTrainEnv:
-    def __init__(self, stop_flag: Any = None) -> None:
+    def __init__(self, stop_flag: Any = None, device: str = "auto") -> None:
         self.stop_flag = stop_flag  # an actor with is_set(), set by the driver on Ctrl-C
+        self.stop_query: tuple[Any, float] | None = None
         ctx = ray.train.get_context()
         self.rank = ctx.get_world_rank()
         self.world_size = ctx.get_world_size()
+        self._device = self._pick_device(device)
+
+    @staticmethod
+    def _pick_device(wanted: str) -> torch.device:
+        """Ray's assigned GPU when CUDA is really there; otherwise the CPU. (A node may
+        advertise GPUs torch cannot use; ``runtime.device=cpu`` keeps a GPU worker on
+        the CPU.) ``cuda`` without CUDA is refused on the driver before Ray starts."""
+        if wanted != "cpu" and torch.cuda.is_available():
+            device = ray.train.torch.get_device()
+            if device.type == "cuda":
+                return device
+        return torch.device("cpu")
 
     def device(self) -> torch.device | None:
-        return ray.train.torch.get_device()
+        return self._device
 
     def prepare_model(self, model: nn.Module) -> nn.Module:
-        return ray.train.torch.prepare_model(model)
+        # The loop has already moved the model; naming the device keeps Ray from moving
+        # it to a GPU torch cannot see, and picks DDP's device_ids.
+        return ray.train.torch.prepare_model(model, move_to_device=self._device)
 
     def prepare_loader(self, loader: DataLoader) -> DataLoader:
-        return ray.train.torch.prepare_data_loader(loader)
+        # Batches move to the device in the loop (pinned, non-blocking).
+        return ray.train.torch.prepare_data_loader(loader, move_to_device=False)
 
     def set_epoch(self, loader: DataLoader, epoch: int) -> None:
         sampler = getattr(loader, "sampler", None)
@@ -49,10 +68,21 @@ class RayTrainEnv:
         return box[0]
 
     def stop_requested(self) -> bool:
+        """Never waits: the answer to the previous question, once it has arrived."""
         if self.stop_flag is None:
             return False
+        if self.stop_query is None:
+            self.stop_query = (self.stop_flag.is_set.remote(), time.monotonic())
+            return False
+        ref, sent = self.stop_query
+        ready, _ = ray.wait([ref], timeout=0)
+        if not ready:
+            if time.monotonic() - sent > STOP_POLL_TIMEOUT_S:
+                self.stop_query = None  # flag actor gone or stuck: ask again
+            return False
+        self.stop_query = None
         try:
-            return bool(ray.get(self.stop_flag.is_set.remote(), timeout=10))
+            return bool(ray.get(ref, timeout=0))
         except ray.exceptions.RayError:
             return False
 

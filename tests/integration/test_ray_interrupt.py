@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.storage import RunLocation, latest_checkpoint
 from trainers.worker_env import load_state
 
 pytestmark = pytest.mark.integration
@@ -61,8 +62,8 @@ def test_sigint_on_ray_backend_checkpoints_and_resumes(mnist_root, tmp_path):
             break
     out = proc.communicate(timeout=300)[0]
     assert proc.returncode == 130, "".join(lines) + out
-    found = sorted((run / "ray" / "train").glob("checkpoint_*/state.pt"))
-    saved = load_state(found[-1])
+    with latest_checkpoint(RunLocation.read(run)).as_directory() as directory:
+        saved = load_state(Path(directory))
     assert saved["interrupted"] and saved["epoch"] == -1 and saved["steps_done"] >= 15
     snapshots = len(saved["service"]["replay"]["items"])
 

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from orchestrator.config import load_config
+from orchestrator.storage import RunLocation, latest_checkpoint
 from orchestrator.train import train_from_config
 
 pytestmark = pytest.mark.integration
@@ -32,8 +33,9 @@ def alive_pids(class_name: str) -> list[int]:
     return [a.pid for a in actors if a.pid]
 
 
-def checkpoints(run) -> list:
-    return sorted((run / "ray" / "train").glob("checkpoint_*/state.pt"))
+def checkpointed(run) -> bool:
+    """A checkpoint is registered, read through Ray's Result wherever storage is."""
+    return latest_checkpoint(RunLocation.read(run)) is not None
 
 
 def run_in_thread(cfg, run, mnist_root):
@@ -71,7 +73,7 @@ def test_worker_sigkill_resumes_from_checkpoint_and_matches_undisturbed(
 
     run = tmp_path / "killed"
     thread, box = run_in_thread(cfg, run, mnist_root)
-    wait_for(lambda: checkpoints(run), 600, "the first checkpoint")
+    wait_for(lambda: checkpointed(run), 600, "the first checkpoint")
     pids = alive_pids("RayTrainWorker")
     assert pids, "Train workers are visible through the state API"
     os.kill(pids[-1], signal.SIGKILL)  # mid-training, after epoch 1's checkpoint
@@ -100,7 +102,7 @@ def test_generator_and_store_actor_loss_never_stops_training(ray_local, mnist_ro
     )
     run = tmp_path / "run"
     thread, box = run_in_thread(cfg, run, mnist_root)
-    wait_for(lambda: checkpoints(run), 600, "the first checkpoint")
+    wait_for(lambda: checkpointed(run), 600, "the first checkpoint")
     store_pids = alive_pids("ReplayStoreActor")
     trainer_pids = alive_pids("GeneratorTrainer")
     assert store_pids and trainer_pids

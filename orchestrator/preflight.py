@@ -1,0 +1,268 @@
+"""Check on the driver what every worker and actor will need, before Ray starts and
+before a run directory exists: dataset files, model name, device, storage, resources.
+
+Without this a new user's mistake surfaces as a traceback from inside a Ray actor (exit
+1), a KeyError in a worker, or a run that waits for ever for a GPU the machine does not
+have, each leaving a half-made run directory behind. Every failure here is a
+``UserError``: one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import UserError
+from orchestrator.storage import RunLocation, probe_storage
+
+# A sliver of the head marker resource per pinned actor or trial driver; the head offers
+# HEAD_RESOURCE_AMOUNT, so a thousand of them fit.
+HEAD_SLIVER = 0.001
+HEAD_RESOURCE_AMOUNT = 1.0
+
+
+def check_model(cfg: Any) -> None:
+    from trainers.models import MODELS
+
+    if cfg.model.name not in MODELS:
+        raise UserError(f"model.name: unknown model {cfg.model.name!r}; known: {sorted(MODELS)}")
+    if cfg.model.weights_path and not Path(cfg.model.weights_path).is_file():
+        raise UserError(f"model.weights_path: no file at {cfg.model.weights_path}")
+
+
+def check_run(
+    cfg: Any,
+    location: RunLocation,
+    *,
+    backend: str,
+    data_root: str | None,
+    address: str | None,
+    num_cpus: int | None,
+    demand: dict[str, float],
+    what: str,
+) -> None:
+    """All checks for one training (or one Tune search), in the order that keeps them
+    cheap: config-only ones, then the data and storage, then (Ray) join or start Ray and,
+    on a cluster, what can only be checked there."""
+    from orchestrator.data_sync import check_uri, is_uri
+    from orchestrator.ray_runner import ensure_ray, joins_cluster
+    from trainers.data import resolve_data_root
+
+    check_model(cfg)
+    wanted = data_root or cfg.data.root
+    in_store = is_uri(wanted)
+    if in_store and backend == "local":
+        raise UserError("--backend local reads a local --data-root, not a URI")
+    if in_store:  # copied to each node when first needed; here: that it is there
+        check_uri(wanted, cfg.runtime.storage_endpoint)
+    root = None if in_store else resolve_data_root(wanted)
+
+    def data_here() -> None:
+        if root is not None:
+            check_data(cfg.to_dict(), str(root.path), may_download=root.may_download)
+
+    if backend == "local":
+        check_device(cfg, backend="local", joining=False)
+        data_here()
+        return
+    joining = joins_cluster(address)
+    check_device(cfg, backend="ray", joining=joining)
+    configured = bool(cfg.runtime.storage)
+    if not joining:  # antray's own instance: everything is on this machine
+        data_here()
+        check_fits(demand, local_capacity(num_cpus), what)
+        check_storage(location, configured=configured, joining=False)
+    ensure_ray(address, num_cpus=num_cpus, head_resource=cfg.runtime.head_resource)
+    if joining:
+        check_fits(demand, cluster_capacity(), what)
+        check_storage(location, configured=configured, joining=True)
+        if root is not None:
+            check_data_on_cluster(cfg, str(root.path), timeout_s=cfg.runtime.startup_timeout_s)
+
+
+def check_data(cfg: dict[str, Any], root: str, *, may_download: bool = False) -> None:
+    """Raise ``DataMissingError`` (exit 2) when the data the run reads is missing.
+
+    A plain function of a config dict, so it can also run as a Ray task on the node type
+    the workers use. MNIST and CIFAR-10 are read (seconds); for ImageNet-style folders
+    only the layout is checked (a full scan of a million files would take minutes)."""
+    from trainers.data import DataMissingError, DataRoot, load_split
+
+    data = cfg["data"]
+    name = data["dataset"]
+    data_root = DataRoot(Path(root), may_download=may_download)
+    if name in ("imagenet",):
+        for split in ("train", "val"):
+            _class_folders(Path(root) / "imagenet" / split, "ImageNet")
+    elif name != "synthetic":
+        try:
+            load_split(
+                name,
+                data_root,
+                "train",
+                val_size=data.get("val_size"),
+                split_seed=data.get("split_seed", 0),
+                limit=data.get("limit_train"),
+            )
+            load_split(name, data_root, "test", limit=data.get("limit_test"))
+        except ValueError as exc:  # e.g. val_size larger than the training set
+            raise DataMissingError(f"data: {exc}") from None
+    noise, shares = cfg["noise"], cfg["noise"]["shares"]
+    if noise["mode"] == "ant" and shares.get("stylized", 0) > 0:
+        stylized = data.get("stylized_root") or str(Path(root) / "stylized-imagenet" / "train")
+        _class_folders(Path(stylized), "Stylized-ImageNet")
+
+
+def _class_folders(path: Path, what: str) -> None:
+    from trainers.data import DataMissingError
+
+    if path.is_dir():
+        with os.scandir(path) as entries:
+            if any(entry.is_dir() for entry in entries):
+                return
+    raise DataMissingError(
+        f"{what} folder missing or empty: {path} must hold one subfolder per class"
+    )
+
+
+def check_device(cfg: Any, *, backend: str, joining: bool) -> None:
+    """A device the run cannot get is an error now, not a hang in a worker."""
+    import torch
+
+    rt = cfg.runtime
+    if backend == "local":
+        if rt.device == "cuda" and not torch.cuda.is_available():
+            raise UserError(
+                "runtime.device is cuda but no CUDA device is visible "
+                "(use --set runtime.device=cpu, or auto)"
+            )
+        return
+    if rt.device == "cuda" and rt.gpus_per_worker <= 0:
+        raise UserError(
+            "runtime.device=cuda on the Ray backend needs runtime.gpus_per_worker > 0 "
+            "(Ray hides GPUs from workers that did not ask for one)"
+        )
+    if not joining and (rt.device == "cuda" or rt.gpus_per_worker > 0) and not _local_gpus():
+        raise UserError(
+            "this machine has no GPU for runtime.device=cuda / runtime.gpus_per_worker "
+            "(use --set runtime.device=cpu --set runtime.gpus_per_worker=0, "
+            "or --address a cluster with GPUs)"
+        )
+
+
+def _local_gpus() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def run_demand(cfg: Any, *, trial_cpus: float = 0.0) -> dict[str, float]:
+    """Everything one training holds at once: its Train workers, the generator actor
+    (ANT), and (Tune) the trial driver. The store and stop flag use no CPU."""
+    rt = cfg.runtime
+    need = {
+        "CPU": rt.num_workers * rt.cpus_per_worker + trial_cpus,
+        "GPU": rt.num_workers * rt.gpus_per_worker,
+    }
+    if cfg.noise.mode == "ant":
+        need["CPU"] += rt.generator_actor_cpus
+        need["GPU"] += rt.generator_actor_gpus
+    return {k: v for k, v in need.items() if v > 0}
+
+
+def runs_that_fit(demand: dict[str, float], capacity: dict[str, float]) -> int:
+    """How many runs of ``demand`` the ``capacity`` holds at once (sums per resource: a
+    lower bound on fragmentation is the caller's business)."""
+    fits = math.inf
+    for resource, amount in demand.items():
+        fits = min(fits, math.floor(capacity.get(resource, 0.0) / amount + 1e-9))
+    return int(fits) if fits != math.inf else 1_000_000
+
+
+def describe(resources: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:g}" for k, v in sorted(resources.items())) or "nothing"
+
+
+def check_fits(demand: dict[str, float], capacity: dict[str, float], what: str) -> None:
+    if runs_that_fit(demand, capacity) < 1:
+        raise UserError(
+            f"{what} needs {describe(demand)} but the Ray cluster can hold at most "
+            f"{describe({k: capacity.get(k, 0.0) for k in demand})}; lower runtime.num_workers, "
+            "runtime.*_per_worker or runtime.generator_actor_*"
+        )
+
+
+def local_capacity(num_cpus: int | None) -> dict[str, float]:
+    """What the local Ray instance antray starts will offer."""
+    return {"CPU": float(num_cpus or os.cpu_count() or 1), "GPU": float(_local_gpus())}
+
+
+def cluster_capacity() -> dict[str, float]:
+    """The most the connected cluster can hold: the autoscaler's maximum where one
+    runs (a cold cluster has no GPU node yet), else the nodes that are up."""
+    import ray
+
+    now = {k: float(v) for k, v in ray.cluster_resources().items()}
+    try:
+        from ray._private.state import state
+
+        most = state.get_max_resources_from_cluster_config()
+    except Exception:  # private API: without it, what is up now is the best we know
+        most = None
+    if not most:
+        return now
+    return {k: max(float(most.get(k, 0)), now.get(k, 0.0)) for k in {*now, *most}}
+
+
+def cluster_is_multi_node() -> bool:
+    import ray
+
+    alive = [n for n in ray.nodes() if n.get("Alive")]
+    try:
+        from ray._private.state import state
+
+        autoscaled = bool(state.get_max_resources_from_cluster_config())
+    except Exception:
+        autoscaled = False
+    return len(alive) > 1 or autoscaled
+
+
+def check_storage(location: RunLocation, *, configured: bool, joining: bool) -> None:
+    """Checkpoints must go where every node can write them: on a multi-node cluster a
+    local directory on the driver's node is not (Train V2 fails at the first checkpoint)."""
+    if joining and not configured and not location.storage.is_remote and cluster_is_multi_node():
+        raise UserError(
+            "runtime.storage is needed on a multi-node cluster: checkpoints must go where "
+            "every node reaches them (--set runtime.storage=s3://bucket/prefix, or a "
+            "shared mount such as /mnt/efs/antray)"
+        )
+    if configured or location.storage.is_remote:
+        # (The default, <run dir>/ray, is made with the run directory, after all checks.)
+        probe_storage(location.storage)
+
+
+def check_data_on_cluster(cfg: Any, root: str, *, timeout_s: float) -> None:
+    """Run :func:`check_data` as a Ray task on a node like the Train workers' (GPU nodes
+    get their data at boot; the driver's node may hold none)."""
+    import ray
+
+    from orchestrator.waiting import wait_for_refs
+
+    rt = cfg.runtime
+    task = ray.remote(check_data).options(
+        num_cpus=min(rt.cpus_per_worker, 1.0), num_gpus=rt.gpus_per_worker, max_retries=0
+    )
+    ref = task.remote(cfg.to_dict(), root)
+    try:
+        wait_for_refs(
+            {"the data check on a Train worker's node": ref},
+            timeout_s=timeout_s,
+            demand={"CPU": min(rt.cpus_per_worker, 1.0), "GPU": rt.gpus_per_worker},
+        )
+        ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None) or exc
+        first = (str(cause).splitlines() or [type(cause).__name__])[0]
+        raise UserError(f"on a worker node: {first}") from None
