@@ -98,7 +98,7 @@ def spatter_with(x: Tensor, liquid: Tensor) -> Tensor:
 
 
 def spatter(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Mud spatter: gray blobs over a random ~15-25% of the image (see :func:`spatter_with`)."""
+    """Mud spatter: gray blobs over 13% of the image on average (see :func:`spatter_with`)."""
     loc, spread, *_ = SPATTER
     liquid = loc + spread * torch.randn(x.shape, generator=generator, dtype=torch.float64)
     return spatter_with(x, liquid)
