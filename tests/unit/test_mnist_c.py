@@ -34,6 +34,7 @@ from evaluation.corruptions.mnist_c.blur import (
 from evaluation.corruptions.mnist_c.lines import dotted_line_map, zigzag_points
 from evaluation.corruptions.mnist_c.overlay import fog_fractals, fog_with, spatter_with
 from evaluation.corruptions.suites import generated_suite
+from evaluation.corruptions.weather import plasma_fractal
 from trainers.data import load_mnist, resolve_data_root
 
 # name -> (category, stochastic, digits of 20 the matching oracle must recognise)
@@ -360,6 +361,37 @@ def test_fog_is_haze_of_strength_3_from_a_256_map() -> None:
     spans = fractals.amax(dim=(1, 2)) - fractals.amin(dim=(1, 2))
     assert 0.2 < spans.mean().item() < 0.45 and fractals.min() >= 0 and fractals.max() <= 1
     assert (fractals[..., 1:] - fractals[..., :-1]).abs().mean().item() < 0.02
+
+
+def test_plasma_fractal_follows_the_reference_diamond_square() -> None:
+    """The interleaved-grid fractal equals the reference's in-place strided recurrence fed with
+    the same uniform draws (squares, then top and left edge midpoints, per level)."""
+    size, decay = 16, 1.4
+    got = plasma_fractal(2, size, decay, torch.Generator().manual_seed(5))
+    draws = torch.Generator().manual_seed(5)
+    maps = torch.zeros(2, size, size, dtype=torch.float64)
+    step, wibble = size, 100.0
+    while step >= 2:
+        half = step // 2
+
+        def mean_plus_wibble(total: torch.Tensor, wibble: float = wibble) -> torch.Tensor:
+            jitter = torch.rand(total.shape, generator=draws, dtype=torch.float64)
+            return total / 4 + wibble * (2 * jitter - 1) * wibble
+
+        corner = maps[:, ::step, ::step]
+        total = corner + corner.roll(-1, 1)
+        maps[:, half::step, half::step] = mean_plus_wibble(total + total.roll(-1, 2))
+        centre, corner = maps[:, half::step, half::step], maps[:, ::step, ::step]
+        maps[:, ::step, half::step] = mean_plus_wibble(
+            centre + centre.roll(1, 1) + corner + corner.roll(-1, 2)
+        )
+        maps[:, half::step, ::step] = mean_plus_wibble(
+            centre + centre.roll(1, 2) + corner + corner.roll(-1, 1)
+        )
+        step, wibble = half, wibble / decay
+    flat = maps.flatten(1) - maps.flatten(1).amin(1, keepdim=True)
+    expected = (flat / flat.amax(1, keepdim=True)).view(2, size, size)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
 
 
 def test_spatter_matches_a_scipy_oracle_and_covers_13_percent() -> None:
