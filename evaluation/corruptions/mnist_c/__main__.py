@@ -1,6 +1,6 @@
 """Times the generation of the MNIST-C suite on the MNIST test digits (docs/MNIST_C.md).
 
-    python -m evaluation.corruptions.mnist_c [--batch-size 256] [--limit N] [--data-root DIR]
+    python -m evaluation.corruptions.mnist_c [--batch-size 256] [--limit N] [--threads T]
 
 Corrupts the digits batch by batch with each of the 15 corruptions, as ``antray eval
 --benchmark mnist-c --generated`` does, and prints the wall time per corruption and in total.
@@ -22,9 +22,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--limit", type=int, default=None, help="first N test digits")
     parser.add_argument("--data-root", default=None, help="else $ANTRAY_DATA_ROOT")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or (args.limit is not None and args.limit < 1):
-        parser.error("--batch-size and --limit must be >= 1")
+    if min(args.batch_size, args.limit or 1, args.threads or 1) < 1:
+        parser.error("--batch-size, --limit and --threads must be >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     digits, _ = load_mnist(resolve_data_root(args.data_root), train=False).tensors
     digits = digits[: args.limit]
     suite = generated_suite("mnist-c")
