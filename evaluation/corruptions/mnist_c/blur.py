@@ -54,10 +54,10 @@ def glass_shuffle(x: Tensor, swap: Tensor, offset: Tensor, max_delta: int) -> Te
     flat = x.reshape(b, h * w).clone()
     iterations = swap.shape[1]
     swap, offset = swap.to(x.device), offset.to(x.device)
-    positions = range(w - max_delta, max_delta, -1)
+    rows, cols = range(h - max_delta, max_delta, -1), range(w - max_delta, max_delta, -1)
     for it in range(iterations):
-        for i, row in enumerate(positions):
-            for j, col in enumerate(positions):
+        for i, row in enumerate(rows):
+            for j, col in enumerate(cols):
                 here = row * w + col
                 there = (row + offset[:, it, i, j, 0]) * w + (col + offset[:, it, i, j, 1])
                 there = torch.where(swap[:, it, i, j], there, here)[:, None]
