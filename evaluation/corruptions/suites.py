@@ -13,6 +13,12 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from evaluation.corruptions import available_corruptions, category_of, corrupt
+from evaluation.corruptions.mnist_c import SEVERITIES as MNIST_C_SEVERITIES
+from evaluation.corruptions.mnist_c import (
+    corrupt_mnist,
+    mnist_c_category,
+    mnist_c_corruptions,
+)
 from evaluation.corruptions.params import SEVERITIES
 
 ApplyFn = Callable[..., Tensor]  # apply(x, name, severity, *, seed) -> corrupted x
@@ -40,11 +46,21 @@ def _imagenet_c_style(benchmark: str) -> GeneratedSuite:
     )
 
 
+def _mnist_c() -> GeneratedSuite:
+    # MNIST-C's own 15 corruptions at their one published strength ('identity' is not one).
+    return GeneratedSuite(
+        benchmark="mnist-c",
+        corruptions=tuple(mnist_c_corruptions()),
+        severities=MNIST_C_SEVERITIES,
+        apply=corrupt_mnist,
+        category=mnist_c_category,
+    )
+
+
 _SUITES: dict[str, Callable[[], GeneratedSuite]] = {
     "imagenet-c": lambda: _imagenet_c_style("imagenet-c"),
     "cifar10-c": lambda: _imagenet_c_style("cifar10-c"),
-    # Until MNIST-C's own corruptions are generated, MNIST gets the ImageNet-C set.
-    "mnist-c": lambda: _imagenet_c_style("mnist-c"),
+    "mnist-c": _mnist_c,
 }
 
 
