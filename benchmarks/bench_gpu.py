@@ -5,12 +5,17 @@
 
 Bare loop: each mode (vanilla, GNT sigma 0.5, ANT 1x1, ANT 3x3) x precision (fp32, bf16
 autocast) x memory format (NCHW, channels_last) runs the project's own step functions
-(`trainers.steps`) on one device, `--warmup` steps then `--steps` timed ones, with the
-device synchronised around the timed window. Orchestrator: the same steps through
-`antray train --backend ray` (one Ray Train worker per GPU) on a synthetic ImageNet-shaped
-dataset, compared with the bare loop of the same mode and precision in the same run.
+(`trainers.steps.create_step`) on one device and one fixed batch already on it, `--warmup`
+steps then `--steps` timed ones, the device synchronised around the timed window.
 
-Prints the device, images/s per row, ANT / vanilla and orchestrator / bare ratios, and
+Orchestrator (`--orchestrator on`): each mode through `antray train` on a synthetic
+ImageNet-shaped dataset (data loader included), first `--backend local` (one process) and
+then `--backend ray` (Ray Train, one worker per GPU, the generator actor beside it), at the
+fastest precision of the device; the ratio Ray / local is the orchestrator's overhead.
+`--tiny` runs the same code paths on CPU in seconds (32 px bare loop; the orchestrator runs
+use the 28x28 synthetic set and a small CNN).
+
+Prints the device, images/s per row, ANT / vanilla and orchestrator / local ratios, and
 writes the rows as JSON with --json.
 """
 
@@ -39,6 +44,8 @@ GNT_SIGMA = 0.5
 IMAGENET_EPSILON = 135.0
 ANT_SHARES = Shares(clean=0.5, current=0.3, replay=0.2, stylized=0.0)
 REPLAY_GENERATORS = 2
+# On a GPU machine each Train worker gets its GPU and enough CPUs for 4 loader processes.
+GPU_RUNTIME = ["runtime.gpus_per_worker=1", "runtime.cpus_per_worker=5", "data.loader_workers=4"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,7 @@ class Setting:
     batch: int
     steps: int
     warmup: int
+    dataset: str = "synthetic-imagenet"  # for the orchestrator runs (`antray train`)
 
 
 @dataclass(frozen=True)
@@ -139,6 +147,68 @@ def bare_rows(
     return rows
 
 
+def orchestrator_overrides(
+    mode: str, setting: Setting, precision: str, channels_last: bool, workers: int
+) -> list[str]:
+    """`antray train --set` overrides running ``mode`` like the bare loop: same model,
+    optimiser, global batch, noise and shares, restarts off (they run on an actor)."""
+    ant = mode.startswith("ant")
+    return [
+        f"data.dataset={setting.dataset}",
+        f"data.batch_size={setting.batch}",
+        f"data.limit_train={setting.batch * (setting.warmup + setting.steps)}",
+        "data.val_size=0",
+        f"model.name={setting.model}",
+        f"model.num_classes={setting.num_classes}",
+        "optim.optimizer=sgd",
+        "optim.lr=0.001",
+        "optim.momentum=0.9",
+        "optim.epochs=1",
+        f"noise.mode={'ant' if ant else mode}",
+        f"noise.sigmas=[{GNT_SIGMA}]",
+        "noise.shares.clean=0.5",
+        f"noise.shares.current={ANT_SHARES.current if ant else 0.5}",
+        f"noise.shares.replay={ANT_SHARES.replay if ant else 0.0}",
+        f"ant.generator={mode.removeprefix('ant') if ant else '1x1'}",
+        f"ant.epsilon={_epsilon(setting.image_size)}",
+        "ant.restart_iterations=0",
+        f"runtime.amp={str(precision == 'bf16').lower()}",
+        f"runtime.channels_last={str(channels_last).lower()}",
+        f"runtime.num_workers={workers}",
+        "runtime.log_every_steps=1000000",
+        *(GPU_RUNTIME if torch.cuda.is_available() else []),
+    ]
+
+
+def orchestrator_rows(
+    setting: Setting, modes: list[str], precision: str, channels_last: bool
+) -> list[Row]:
+    """Each mode through `antray train`: the local backend (one process, the bare loop
+    with its data loader) and then Ray Train with one worker per GPU, alternated."""
+    import tempfile
+
+    from orchestrator.config import load_config
+    from orchestrator.train import train_from_config
+
+    gpus = torch.cuda.device_count()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode in modes:
+            for backend in ("local", "ray"):
+                workers = max(gpus, 1) if backend == "ray" else 1
+                batch = setting.batch * workers  # global batch: the same per-GPU batch
+                s = Setting(**{**asdict(setting), "batch": batch})
+                cfg = load_config(
+                    None, orchestrator_overrides(mode, s, precision, channels_last, workers)
+                )
+                m = train_from_config(cfg, f"{tmp}/{mode}-{backend}", backend=backend, track=False)
+                rate = float(m["images_per_s"])
+                runner = "antray-local" if backend == "local" else "orchestrator"
+                rows.append(Row(runner, mode, precision, channels_last, rate, 1000 * batch / rate))
+                print(_row_line(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def _row_line(r: Row) -> str:
     cl = "channels_last" if r.channels_last else "NCHW"
     return (
@@ -155,9 +225,9 @@ def ratio_lines(rows: list[Row]) -> list[str]:
         vanilla = index.get((runner, "vanilla", prec, cl))
         if mode.startswith("ant") and vanilla:
             out.append(f"{runner} {mode}/vanilla {prec} cl={cl}: {rate / vanilla:.3f}")
-        bare = index.get(("bare", mode, prec, cl))
-        if runner == "orchestrator" and bare:
-            out.append(f"orchestrator/bare {mode} {prec} cl={cl}: {rate / bare:.3f}")
+        local = index.get(("antray-local", mode, prec, cl))
+        if runner == "orchestrator" and local:
+            out.append(f"orchestrator/local {mode} {prec} cl={cl}: {rate / local:.3f}")
     return out
 
 
@@ -180,6 +250,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--warmup", type=int, default=8)
+    p.add_argument(
+        "--orchestrator",
+        choices=("on", "off"),
+        default="on",
+        help="also run each mode through `antray train` (local and Ray backends)",
+    )
     p.add_argument("--tiny", action="store_true", help="CPU smoke sizes: 32 px, batch 8, 2 steps")
     p.add_argument("--json", help="write the rows here")
     return p
@@ -187,9 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    args.dataset = "synthetic-imagenet"
     if args.tiny:
         args.image_size, args.batch, args.steps, args.warmup = 32, 8, 2, 1
         args.num_classes = min(args.num_classes, 10)
+        # The orchestrator runs read a dataset: the 28x28 synthetic one with a small CNN.
+        args.dataset = "synthetic"
     for name, allowed in (
         ("modes", MODES),
         ("precisions", ("fp32", "bf16")),
@@ -206,7 +285,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> list[Row]:
     args = parse_args(argv)
     setting = Setting(
-        args.model, args.image_size, args.num_classes, args.batch, args.steps, args.warmup
+        args.model,
+        args.image_size,
+        args.num_classes,
+        args.batch,
+        args.steps,
+        args.warmup,
+        args.dataset,
     )
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
@@ -219,6 +304,14 @@ def main(argv: list[str] | None = None) -> list[Row]:
         args.precisions,
         [f == "channels_last" for f in args.formats],
     )
+    if args.orchestrator == "on":
+        # The fastest bare setting on this device (bf16 + channels_last on a GPU).
+        precision = "bf16" if "bf16" in args.precisions and torch.cuda.is_available() else "fp32"
+        cl = "channels_last" in args.formats and torch.cuda.is_available()
+        orch = setting
+        if args.tiny:
+            orch = Setting(**{**asdict(setting), "model": "madry_cnn", "image_size": 28})
+        rows += orchestrator_rows(orch, args.modes, precision, cl)
     print(f"\nCommand: `{' '.join(sys.argv)}` ({time.perf_counter() - t0:.0f} s)\n")
     print("| runner | mode | precision | memory format | img/s | ms/step |")
     print("|---|---|---|---|---|---|")

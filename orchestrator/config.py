@@ -30,7 +30,8 @@ class ExperimentSection(_Frozen):
 
 
 class DataSection(_Frozen):
-    dataset: Literal["mnist", "cifar10", "imagenet", "synthetic"] = "mnist"
+    # synthetic / synthetic-imagenet: generated tensors for tests and throughput benchmarks
+    dataset: Literal["mnist", "cifar10", "imagenet", "synthetic", "synthetic-imagenet"] = "mnist"
     root: str | None = None  # else --data-root, ANTRAY_DATA_ROOT, ./data
     stylized_root: str | None = None  # Stylized-ImageNet folder for ANT+SIN
     # The batch of one classifier update over all workers (the paper: 70); each of the

@@ -88,7 +88,7 @@ def check_data(cfg: dict[str, Any], root: str, *, may_download: bool = False) ->
     A plain function of a config dict, so it can also run as a Ray task on the node type
     the workers use. MNIST and CIFAR-10 are read (seconds); for ImageNet-style folders
     only the layout is checked (a full scan of a million files would take minutes)."""
-    from trainers.data import DataMissingError, DataRoot, load_split
+    from trainers.data import GENERATED, DataMissingError, DataRoot, load_split
 
     data = cfg["data"]
     name = data["dataset"]
@@ -96,7 +96,7 @@ def check_data(cfg: dict[str, Any], root: str, *, may_download: bool = False) ->
     if name in ("imagenet",):
         for split in ("train", "val"):
             _class_folders(Path(root) / "imagenet" / split, "ImageNet")
-    elif name != "synthetic":
+    elif name not in GENERATED:
         try:
             load_split(
                 name,

@@ -61,6 +61,7 @@ class ImageSpec:
 IMAGE_SPECS = {
     "mnist": ImageSpec(1, 28, 28, 10),
     "synthetic": ImageSpec(1, 28, 28, 10),
+    "synthetic-imagenet": ImageSpec(3, 224, 224, 1000),
     "cifar10": ImageSpec(3, 32, 32, 10),
     "imagenet": ImageSpec(3, 224, 224, 1000),
 }
@@ -139,6 +140,25 @@ def make_synthetic(*, train: bool, size: int = 2048, seed: int = 0) -> TensorDat
     return TensorDataset(x, y)
 
 
+class SyntheticImages(Dataset):
+    """``size`` ImageNet-shaped items cycling over a small pool of random images: a data
+    source for throughput benchmarks that needs no download and costs almost no memory
+    or CPU per item (each item is a view into the pool)."""
+
+    POOL = 64
+
+    def __init__(self, spec: ImageSpec, *, size: int, seed: int = 0) -> None:
+        g = torch.Generator().manual_seed(seed)
+        self.pool = torch.rand(self.POOL, spec.channels, spec.height, spec.width, generator=g)
+        self.labels = torch.randint(spec.num_classes, (size,), generator=g)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pool[i % self.POOL], self.labels[i]
+
+
 def _torchvision_cifar10(root: DataRoot, *, train: bool, augment: bool) -> Dataset:
     import torchvision
     from torchvision.transforms import v2
@@ -195,6 +215,9 @@ def load_dataset(
         ds: Dataset = load_mnist(root, train=train)
     elif name == "synthetic":
         ds = make_synthetic(train=train, size=limit or SYNTHETIC_SIZE, seed=seed)
+    elif name == "synthetic-imagenet":
+        spec = IMAGE_SPECS[name]
+        ds = SyntheticImages(spec, size=limit or SYNTHETIC_SIZE, seed=seed + (0 if train else 1))
     elif name == "cifar10":
         ds = _torchvision_cifar10(root, train=train, augment=augment)
     elif name == "imagenet":
@@ -215,7 +238,14 @@ def load_dataset(
 Split = Literal["train", "val", "test"]
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 SYNTHETIC_SIZE = 2048
-DEFAULT_VAL_SIZE = {"mnist": 5000, "cifar10": 5000, "imagenet": 10000, "synthetic": 256}
+DEFAULT_VAL_SIZE = {
+    "mnist": 5000,
+    "cifar10": 5000,
+    "imagenet": 10000,
+    "synthetic": 256,
+    "synthetic-imagenet": 256,
+}
+GENERATED = ("synthetic", "synthetic-imagenet")  # made to size, no files
 
 
 def default_val_size(name: str) -> int:
@@ -252,7 +282,7 @@ def load_split(
         return load_dataset(name, root, train=False, limit=limit, seed=seed)
     size = default_val_size(name) if val_size is None else val_size
     # Synthetic data is generated to size: make enough for both parts.
-    full_limit = limit + size if name == "synthetic" and limit is not None else None
+    full_limit = limit + size if name in GENERATED and limit is not None else None
     full = load_dataset(
         name, root, train=True, augment=split == "train", limit=full_limit, seed=seed
     )

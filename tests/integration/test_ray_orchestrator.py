@@ -11,8 +11,8 @@ pytestmark = pytest.mark.integration
 TINY_ANT = [
     "data.dataset=mnist",
     "data.limit_train=2560",
-    "data.limit_test=256",
-    "data.batch_size=64",
+    "data.limit_val=256",
+    "data.batch_size=128",  # global: 64 per worker
     "optim.epochs=1",
     "ant.epsilon=6.0",
     "ant.restart_iterations=10",
@@ -32,7 +32,7 @@ def test_two_workers_ant_replay_restarts_resume_and_mlflow(ray_local, mnist_root
     cfg = load_config("configs/mnist_ant1x1.yaml", TINY_ANT)
     first = train_from_config(cfg, run, backend="ray", data_root=str(mnist_root))
 
-    # 2560 images / 2 workers / batch 64 = 20 steps per worker: snapshots at 5, 10, 15, 20.
+    # 2560 images / global batch 128 (64 per worker) = 20 steps: snapshots at 5, 10, 15, 20.
     assert first["epoch"] == 1 and first["step"] == 20
     assert first["replay_size"] == 4, "the store grows by one snapshot per interval"
     assert first["restarts_adopted"] >= 1, "a restarted generator was adopted"

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.integration
 
 BASE = [
     "data.limit_train=3072",
-    "data.limit_test=500",
-    "data.batch_size=64",
+    "data.limit_val=500",
+    "data.batch_size=128",  # global: 64 per worker
     "runtime.num_workers=2",
     "runtime.cpus_per_worker=0.5",
     "runtime.generator_actor_cpus=0.5",

@@ -18,7 +18,7 @@ def test_epsilon_grid_runs_two_orchestrated_trials(ray_local, mnist_root, tmp_pa
         "configs/mnist_ant1x1.yaml",
         [
             "data.limit_train=768",
-            "data.limit_test=200",
+            "data.limit_val=200",
             "data.batch_size=64",
             "optim.epochs=2",
             "ant.restart_iterations=5",

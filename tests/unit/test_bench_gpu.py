@@ -1,0 +1,51 @@
+"""benchmarks/bench_gpu.py runs on CPU with tiny sizes: every requested row is measured."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
+
+
+def load_bench():
+    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_gpu"] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_cpu_bare_loop_measures_each_mode(tmp_path, capsys):
+    bench = load_bench()
+    out = tmp_path / "rows.json"
+    rows = bench.main(
+        ["--tiny", "--device", "cpu", "--orchestrator", "off", "--modes", "vanilla,gnt,ant3x3",
+         "--model", "resnet18", "--json", str(out)]
+    )  # fmt: skip
+    # CPU: bf16 autocast and channels_last are CUDA-only, so one row per mode.
+    assert [(r.runner, r.mode, r.precision, r.channels_last) for r in rows] == [
+        ("bare", m, "fp32", False) for m in ("vanilla", "gnt", "ant3x3")
+    ]
+    assert all(r.images_per_s > 0 and r.step_ms > 0 for r in rows)
+    assert len(json.loads(out.read_text())) == 3
+    printed = capsys.readouterr().out
+    assert printed.startswith("device: CPU") and "bare ant3x3/vanilla fp32" in printed
+
+
+def test_overrides_match_the_bare_loop_settings():
+    bench = load_bench()
+    setting = bench.Setting("resnet50", 224, 1000, 70, 10, 2)
+    sets = bench.orchestrator_overrides("ant3x3", setting, "bf16", True, workers=2)
+    assert "ant.generator=3x3" in sets and "ant.epsilon=135.0" in sets
+    assert "data.batch_size=70" in sets and "data.limit_train=840" in sets
+    assert "runtime.amp=true" in sets and "noise.shares.replay=0.2" in sets
+
+
+def test_bad_mode_is_a_usage_error():
+    bench = load_bench()
+    with pytest.raises(SystemExit) as exc:
+        bench.parse_args(["--modes", "vanilla,nope"])
+    assert exc.value.code == 2
