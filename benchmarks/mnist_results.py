@@ -28,6 +28,7 @@ Models see only clean images and the paper's noise; the test images are read onl
 from __future__ import annotations
 
 import argparse
+import calendar
 import csv
 import io
 import json
@@ -67,7 +68,7 @@ class Sizes:
     test_limit: int | None = None  # None: all 10,000 test images
     eps_star_limit: int = 1000
     adv_seeds: int = 5
-    adv_iterations: int = 100
+    adv_iterations: int = 1000
     attack_limit: int = 1000
     pgd_steps: int = 50
 
@@ -80,10 +81,9 @@ QUICK = Sizes(
     epsilons=(4.0, 8.0, 12.0),
     restart_iterations=150,
     val_limit=2000,
-    test_limit=10000,
     eps_star_limit=200,
     adv_seeds=3,
-    adv_iterations=30,
+    adv_iterations=100,
     attack_limit=200,
     pgd_steps=20,
 )
@@ -418,6 +418,8 @@ def plots(state: dict[str, Any], folder: Path) -> list[Path]:
         ("gnt", "GNT sigma", "val_accuracy_vs_sigma.png"),
         ("ant1x1", "ANT 1x1 epsilon (l2)", "val_accuracy_vs_epsilon.png"),
     ):
+        if not val.get(key):
+            continue
         values = sorted(val[key])
         fig, ax = plt.subplots(figsize=(5, 3.2))
         ax.plot(values, [100 * suite_mean(val[key][v]) for v in values], "o-", label="MNIST-C (15)")
@@ -432,14 +434,14 @@ def plots(state: dict[str, Any], folder: Path) -> list[Path]:
         written.append(folder / file)
     test = state["test"]
     if test:
-        names = list(test)
+        names = [m for m in CHOSEN if m in test]
         corruptions = list(corruption_accuracies(next(iter(test.values()))))
         fig, ax = plt.subplots(figsize=(10, 3.6))
         width = 0.8 / len(names)
         for i, name in enumerate(names):
             per = corruption_accuracies(test[name])
             xs = [j + i * width for j in range(len(corruptions))]
-            ax.bar(xs, [100 * per[c] for c in corruptions], width, label=name)
+            ax.bar(xs, [100 * per[c] for c in corruptions], width, label=LABELS[name])
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(corruptions))])
         ax.set_xticklabels(corruptions, rotation=45, ha="right", fontsize=8)
         ax.set_ylabel("test top-1 (%)")
@@ -459,82 +461,94 @@ def git_commit() -> str:
     return head or "unknown"
 
 
+LABELS = {"vanilla": "vanilla", "gnt": "GNT", "speckle": "Speckle", "ant1x1": "ANT 1x1",
+          "ant3x3": "ANT 3x3"}  # fmt: skip
+
+
 def render(state: dict[str, Any], args: argparse.Namespace, sizes: Sizes, pngs: list[Path]) -> str:
+    """docs/RESULTS.md from the campaign's state: only what ran appears."""
     doc = Path(args.doc).resolve().parent
     rel = lambda p: os.path.relpath(Path(p).resolve(), doc)  # noqa: E731
     entries = state["entries"]
     wall = {e["step"]: e["wall_s"] for e in entries}
     val, test, runs = state["val"], state["test"], state["runs"]
+    label = dict(LABELS)
+    if "sigma" in state:
+        label["gnt"] = f"GNT (sigma {state['sigma']:g})"
+    if "epsilon" in state:
+        label["ant1x1"] = f"ANT 1x1 (eps {state['epsilon']:g})"
+        label["ant3x3"] = f"ANT 3x3 (eps {state['epsilon']:g})"
     full = Sizes()
     deviations = [
         f"`{f.name}`: {getattr(sizes, f.name)} instead of {getattr(full, f.name)}"
         for f in fields(Sizes)
         if getattr(sizes, f.name) != getattr(full, f.name)
     ]
-    s = []
-    s.append("# MNIST results: vanilla, GNT, Speckle, ANT on generated MNIST-C\n")
+    s = ["# MNIST results: vanilla, GNT, Speckle, ANT on generated MNIST-C\n"]
     s.append(
-        "Produced by `benchmarks/mnist_results.py` (the campaign driver): every number below "
-        "is read from the `antray eval` reports it wrote; nothing is typed in by hand.\n"
+        "Written by `benchmarks/mnist_results.py` (the campaign driver): every number below is "
+        "read from the reports of the `antray` commands it ran (listed at the end).\n"
     )
     s.append(
         f"- Command: `{args.command_line}`\n"
-        f"- Commit: `{state['commit']}`; machine: {platform.machine()}, "
-        f"{os.cpu_count()} vCPU, no GPU (CPU PyTorch); finished {state['finished']} UTC\n"
-        f"- Total wall time of the logged commands: {sum(e['wall_s'] for e in entries) / 60:.1f} "
-        f"min (per command below)\n"
-        "- Madry CNN, Adam 1e-3, batch 128, the `configs/mnist_*.yaml` settings except the "
-        "overrides listed; Ray backend (`antray train` / `antray tune`, one trial at a time).\n"
+        f"- Commit: `{state['commit']}`; machine: {platform.machine()}, {os.cpu_count()} vCPU, "
+        f"no GPU (CPU PyTorch), shared with other jobs; written {state['finished']} UTC\n"
+        f"- Wall time of the logged commands: {sum(e['wall_s'] for e in entries) / 60:.1f} min\n"
+        "- Madry CNN, Adam 1e-3, batch 128: `configs/mnist_*.yaml` with the overrides in the "
+        "commands; Ray backend (`antray train`, `antray tune` one trial at a time).\n"
     )
+    if state.get("stopped"):
+        s.append(
+            f"**The campaign did not finish**: {state['stopped']}. Sections for the steps "
+            "after that are missing, not estimated.\n"
+        )
     s.append("## Protocol\n")
     s.append(
         "- Models see only clean digits and the paper's noise (Gaussian for GNT, speckle, "
         "the adversarial generators for ANT): no augmentation imitating the test corruptions.\n"
         "- sigma and epsilon are chosen on the **validation** suite: the 15 generated MNIST-C "
         "corruptions (docs/MNIST_C.md) of the validation split carved from the training images "
-        f"(`antray eval --split val`, first {sizes.val_limit or 'all 5,000'} images), by the "
-        "mean over the 15. The tune trials are ranked on `training_iteration` only so that "
+        f"(`antray eval --split val`, first {sizes.val_limit or 'all 5,000'} of its images), by "
+        "the mean over the 15. The tune trials are ranked on `training_iteration` only so that "
         "ASHA never stops a trial early (every candidate trains the same epochs); Tune's own "
-        "pick is not used.\n"
-        "- The test images are evaluated once, for the five chosen models.\n"
-        "- Generated MNIST-C, not the official files (absent here): same corruptions and "
-        "strengths, our random draws (docs/MNIST_C.md).\n"
+        "pick is not used. ANT 3x3 is trained at the epsilon chosen for ANT 1x1.\n"
+        "- The test images are evaluated once, for the chosen models.\n"
+        "- Generated MNIST-C, not the official files (absent here): the same 15 corruptions "
+        "and strengths, our own random draws (docs/MNIST_C.md).\n"
     )
     if deviations:
         s.append(
-            "### Deviations from the issue's full campaign "
+            "### Deviations from the full campaign "
             "(`python benchmarks/mnist_results.py` without `--quick`)\n"
         )
         s.append("\n".join(f"- {d}" for d in deviations) + "\n")
-    # training
     s.append("## Training runs\n")
     rows = []
     for name in ("vanilla", "speckle", "ant3x3"):
+        if name in runs and f"train {name}" in wall:
+            rows.append(
+                (name, f"`{rel(runs[name])}`", f"{wall[f'train {name}']:.0f}",
+                 f"`{mlflow_ids(runs[name])}`")
+            )  # fmt: skip
+    for key, tune_dir in state["tune_dirs"].items():
+        ids = state["tune_ids"].get(key, {})
         rows.append(
-            (name, f"`{rel(runs[name])}`", f"{wall.get(f'train {name}', float('nan')):.0f}",
-             f"`{mlflow_ids(runs[name])}`")
-        )  # fmt: skip
-    for key in ("gnt", "ant1x1"):
-        ids = state["tune_ids"][key]
-        step = f"tune {key}_tune"
-        rows.append(
-            (f"{key} sweep (antray tune)", f"`{rel(state['tune_dirs'][key])}`",
-             f"{wall.get(step, float('nan')):.0f}", f"parent `{ids.get('parent', '–')}`")
+            (f"{key} sweep (antray tune)", f"`{rel(tune_dir)}`",
+             f"{wall.get(f'tune {key}_tune', float('nan')):.0f}",
+             f"parent `{ids.get('parent', '–')}`")
         )  # fmt: skip
     s.append(md_table(["run", "directory", "wall (s)", "MLflow run id"], rows) + "\n")
     s.append(
-        "Each run directory holds its own MLflow store (`mlflow.db`, SQLite); the tune "
-        "directories hold the parent run and one child run per trial.\n"
+        "Each run or tune directory holds its MLflow store (`mlflow.db`, SQLite); a tune "
+        "directory holds the parent run and one child run per trial. Run directories are "
+        "under `--out` and not committed.\n"
     )
-    # sweeps
-    for key, label, chosen in (
-        ("gnt", "sigma", state["sigma"]),
-        ("ant1x1", "epsilon", state["epsilon"]),
-    ):
-        s.append(
-            f"## {key.upper() if key == 'gnt' else 'ANT 1x1'}: {label} on the validation suite\n"
-        )
-        ids = state["tune_ids"][key].get("trials", {})
+    for key, name, what in (("gnt", "sigma", "GNT"), ("ant1x1", "epsilon", "ANT 1x1")):
+        if not val.get(key):
+            continue
+        chosen = state.get(name)
+        s.append(f"## {what}: {name} on the validation suite\n")
+        ids = state["tune_ids"].get(key, {}).get("trials", {})
         trials = state["trials"][key]
         rows = []
         for v in sorted(val[key]):
@@ -544,106 +558,98 @@ def render(state: dict[str, Any], args: argparse.Namespace, sizes: Sizes, pngs: 
                  pct(suite_mean(r)), trials[v]["epochs"], f"{trials[v]['seconds']:.0f}",
                  f"`{ids.get(v, '–')}`")
             )  # fmt: skip
-        header = [label, "val clean", "val MNIST-C mean (15)", "epochs", "trial wall (s)"]
+        header = [name, "val clean", "val MNIST-C mean (15)", "epochs", "trial wall (s)"]
         s.append(md_table([*header, "trial MLflow run id"], rows) + "\n")
-    s.append("Other models on the same validation suite:\n")
-    s.append(
-        md_table(
-            ["model", "val clean", "val MNIST-C mean (15)"],
-            [
-                (m, pct(val[m]["clean_accuracy"]), pct(suite_mean(val[m])))
-                for m in ("vanilla", "speckle", "ant3x3")
-                if m in val
-            ],
+    others = [m for m in ("vanilla", "speckle", "ant3x3") if m in val]
+    if others:
+        s.append("Other models on the same validation suite:\n")
+        s.append(
+            md_table(
+                ["model", "val clean", "val MNIST-C mean (15)"],
+                [
+                    (label[m], pct(val[m]["clean_accuracy"]), pct(suite_mean(val[m])))
+                    for m in others
+                ],
+            )  # fmt: skip
+            + "\n"
         )
-        + "\n"
-    )
-    for png in pngs[:2]:
-        s.append(f"![{png.stem}]({rel(png)})\n")
-    # test
-    s.append("## The chosen models on the test images (evaluated once)\n")
-    label = {
-        "vanilla": "vanilla",
-        "gnt": f"GNT (sigma {state['sigma']:g})",
-        "speckle": "Speckle",
-        "ant1x1": f"ANT 1x1 (eps {state['epsilon']:g})",
-        "ant3x3": f"ANT 3x3 (eps {state['epsilon']:g})",
-    }
-    rows = []
-    pgd_keys: list[str] = []
-    for r in test.values():
-        pgd_keys = sorted(k for k in r.get("attacks", {}) if k.startswith("pgd"))
-        break
-    for m, r in test.items():
-        e = r.get("eps_star", {})
-        adv = e.get("adversarial", {})
-        rows.append(
-            [label[m], pct(r["clean_accuracy"]), pct(suite_mean(r)),
-             f"{e.get('gaussian', {}).get('median', float('nan')):.2f}",
-             f"{e.get('uniform', {}).get('median', float('nan')):.2f}",
-             f"{adv.get('mean', float('nan')):.2f} ± {adv.get('std', float('nan')):.2f}"]
-            + [pct(r["attacks"][k]["accuracy"], 1) for k in pgd_keys]
-            + [f"{wall.get(f'eval {m} test', float('nan')):.0f}"]
-        )  # fmt: skip
-    first = next(iter(test.values()))
-    n_eps = first.get("eps_star", {}).get("gaussian", {}).get("n", "?")
-    s.append(
-        md_table(
-            [
-                "model",
-                "clean",
-                "MNIST-C mean (15)",
-                "eps* Gaussian (median l2)",
-                "eps* uniform (median l2)",
-                f"eps* adversarial (mean ± std over {sizes.adv_seeds} seeds)",
-            ]
-            + [f"PGD {k[4:].replace('_', ' eps ')}" for k in pgd_keys]
-            + ["eval wall (s)"],
-            rows,
-        )  # fmt: skip
-        + "\n"
-    )
-    s.append(
-        f"Clean and MNIST-C: first {first['clean_n']} test images; eps*: first {n_eps} test "
-        f"images (adversarial: a 1x1 generator of l2 size "
-        f"{first.get('eps_star', {}).get('adversarial', {}).get('epsilon', float('nan')):.2f}, "
-        f"{sizes.adv_iterations} Adam steps per seed); PGD: first {sizes.attack_limit} images, "
-        f"{sizes.pgd_steps} steps (top-1 % under attack).\n"
-    )
-    s.append("Per corruption (test top-1 %):\n")
-    corruptions = list(corruption_accuracies(first))
-    per = {m: corruption_accuracies(r) for m, r in test.items()}
-    s.append(
-        md_table(
-            ["corruption"] + [label[m] for m in test],
-            [[c] + [pct(per[m][c], 1) for m in test] for c in corruptions],
+    for png in pngs:
+        if png.name.startswith("val_"):
+            s.append(f"![{png.stem}]({rel(png)})\n")
+    order = [m for m in CHOSEN if m in test]
+    if order:
+        s.append("## The chosen models on the test images (evaluated once)\n")
+        first = test[order[0]]
+        pgd_keys = sorted(k for k in first.get("attacks", {}) if k.startswith("pgd"))
+        rows = []
+        for m in order:
+            r = test[m]
+            e = r.get("eps_star", {})
+            adv = e.get("adversarial", {})
+            rows.append(
+                [label[m], pct(r["clean_accuracy"]), pct(suite_mean(r)),
+                 f"{e.get('gaussian', {}).get('median', float('nan')):.2f}",
+                 f"{e.get('uniform', {}).get('median', float('nan')):.2f}",
+                 f"{adv.get('mean', float('nan')):.2f} ± {adv.get('std', float('nan')):.2f}"]
+                + [pct(r["attacks"][k]["accuracy"], 1) for k in pgd_keys]
+                + [f"{wall.get(f'eval {m} test', float('nan')):.0f}"]
+            )  # fmt: skip
+        header = ["model", "clean", "MNIST-C mean (15)", "eps* Gaussian (median l2)",
+                  "eps* uniform (median l2)",
+                  f"eps* adversarial (mean ± std, {sizes.adv_seeds} seeds)"]  # fmt: skip
+        header += [f"PGD {k[4:].replace('_', ' eps ')} (%)" for k in pgd_keys]
+        s.append(md_table([*header, "eval wall (s)"], rows) + "\n")
+        eps = first.get("eps_star", {})
+        s.append(
+            f"Clean and MNIST-C: the first {first['clean_n']} test images. eps*: the first "
+            f"{eps.get('gaussian', {}).get('n', '?')} test images; adversarial: 1x1 generators "
+            f"of l2 size {eps.get('adversarial', {}).get('epsilon', float('nan')):.2f}, "
+            f"{sizes.adv_iterations} Adam steps per seed. PGD: the first {sizes.attack_limit} "
+            f"images, {sizes.pgd_steps} steps, top-1 % under attack.\n"
         )
-        + "\n"
-    )
-    if len(pngs) > 2:
-        s.append(f"![test per corruption]({rel(pngs[2])})\n")
-    # targets
-    s.append("## The issue's targets and the paper\n")
-    rows = []
-    for target, met, numbers in verdicts({m: test_summary(r) for m, r in test.items()}):
-        rows.append(
+        s.append("Per corruption (test top-1 %):\n")
+        per = {m: corruption_accuracies(test[m]) for m in order}
+        s.append(
+            md_table(
+                ["corruption"] + [label[m] for m in order],
+                [[c] + [pct(per[m][c], 1) for m in order] for c in per[order[0]]],
+            )
+            + "\n"
+        )
+        for png in pngs:
+            if png.name.startswith("test_"):
+                s.append(f"![{png.stem}]({rel(png)})\n")
+        s.append("## The issue's targets and the paper\n")
+        rows = [
             (target, {True: "met", False: "**missed**", None: "not measured"}[met], numbers)
-        )
-    s.append(md_table(["target", "result", "measured"], rows) + "\n")
-    # commands
+            for target, met, numbers in verdicts({m: test_summary(test[m]) for m in order})
+        ]
+        s.append(md_table(["target", "result", "measured"], rows) + "\n")
     s.append("## Commands (in order, with wall time)\n")
     s.append(
         "Run from the repository root with `PYTHONPATH=. ANTRAY_DATA_ROOT=/work/shared/data`; "
-        "`antray` is `python -m orchestrator.cli`.\n"
+        "`antray` here is `python -m orchestrator.cli`. rc None: stopped at the hard stop.\n"
     )
     s.append(
         md_table(
-            ["started (UTC)", "step", "wall (s)", "command"],
-            [(e["started"], e["step"], f"{e['wall_s']:.0f}", f"`{e['command']}`") for e in entries],
-        )
+            ["started (UTC)", "step", "wall (s)", "rc", "command"],
+            [
+                (e["started"], e["step"], f"{e['wall_s']:.0f}", e["rc"], f"`{e['command']}`")
+                for e in entries
+            ],
+        )  # fmt: skip
         + "\n"
     )
     return "\n".join(s)
+
+
+def clock(text: str | None) -> float | None:
+    """``HH:MM`` (UTC, today) as a timestamp."""
+    if not text:
+        return None
+    hours, minutes = (int(p) for p in text.split(":"))
+    now = time.gmtime()
+    return calendar.timegm((now.tm_year, now.tm_mon, now.tm_mday, hours, minutes, 0, 0, 0, 0))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -652,16 +658,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--quick", action="store_true", help="the reduced preset (2 CPU cores)")
     for f in fields(Sizes):
-        kind = f.type if isinstance(f.type, str) else f.type.__name__
-        if "tuple" in kind:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", help="comma-separated")
+        flag = f"--{f.name.replace('_', '-')}"
+        if "tuple" in str(f.type):
+            parser.add_argument(flag, help="comma-separated values")
         else:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=int)
-    parser.add_argument("--out", default="runs/mnist_campaign")
+            parser.add_argument(flag, type=int)
+    parser.add_argument("--out", default="runs/mnist_campaign", help="run directories, reports")
     parser.add_argument("--doc", default="docs/RESULTS.md")
     parser.add_argument("--plots", default="docs/results")
     parser.add_argument("--test-models", default=",".join(CHOSEN))
-    parser.add_argument("--dry-run", action="store_true", help="print the commands only")
+    parser.add_argument("--deadline", help="HH:MM UTC: no step starts after it")
+    parser.add_argument("--hard-stop", help="HH:MM UTC: the running step is stopped")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else Sizes()
     changes: dict[str, Any] = {}
@@ -675,14 +682,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = "python benchmarks/mnist_results.py " + shlex.join(
         list(argv) if argv is not None else sys.argv[1:]
     )
+    args.deadline, args.hard_stop = clock(args.deadline), clock(args.hard_stop)
     state = campaign(args, sizes)
-    if args.dry_run:
-        return 0
     state["finished"] = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     pngs = plots(state, Path(args.plots))
     Path(args.doc).write_text(render(state, args, sizes, pngs))
     print(f"[campaign] wrote {args.doc}", file=sys.stderr)
-    return 0
+    return 1 if state.get("stopped") else 0
 
 
 if __name__ == "__main__":
