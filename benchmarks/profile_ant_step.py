@@ -1,0 +1,142 @@
+"""Where an ANT step's time goes, next to a GNT step on the same model, batch and threads.
+
+    ANTRAY_DATA_ROOT=../shared/data .venv/bin/python benchmarks/profile_ant_step.py --threads 2
+
+Times (median of ``--repeats`` blocks of ``--steps`` calls, ms per call) for the whole GNT and
+ANT 1x1 steps of `trainers.steps` and for the parts of the ANT step in isolation: the
+classifier step on the mixed batch, the generator step (classifier forward + backward to the
+input in eval mode, generator forward + backward, exact rescaling), and the no-grad noise
+for the current and replayed parts. Real MNIST training images, Madry CNN, batch 128.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from generators.networks import create_generator
+from generators.rescale import clipping_aware_rescale
+from generators.training import frozen, generator_step
+from trainers.data import load_split, resolve_data_root
+from trainers.device import Precision
+from trainers.mixing import Shares
+from trainers.models import create_model
+from trainers.steps import StepParts, create_step
+
+EPSILON = 8.0  # configs/mnist_ant1x1.yaml
+
+
+def timed(fn: Callable[[], object], *, steps: int, repeats: int) -> float:
+    for _ in range(3):
+        fn()
+    blocks = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            fn()
+        blocks.append((time.perf_counter() - t0) / steps * 1000)
+    return statistics.median(blocks)
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    train = load_split("mnist", resolve_data_root(None), "train", limit=args.batch)
+    x = torch.stack([train[i][0] for i in range(args.batch)])
+    y = torch.tensor([int(train[i][1]) for i in range(args.batch)])
+    precision = Precision.create("cpu")
+
+    def classifier():
+        model = create_model("madry_cnn")
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    gnt_model, gnt_opt = classifier()
+    gnt = create_step(
+        "gnt", StepParts(gnt_model, gnt_opt, precision, Shares(0.5, 0.5, 0.0, 0.0), sigmas=(0.5,))
+    )
+    model, opt = classifier()
+    gen = create_generator("1x1", channels=1)
+    gen_opt = torch.optim.Adam(gen.parameters(), lr=1e-4)
+    replay = [create_generator("1x1", channels=1).eval() for _ in range(2)]
+    ant = create_step(
+        "ant",
+        StepParts(
+            model,
+            opt,
+            precision,
+            Shares(0.5, 0.3, 0.2, 0.0),
+            epsilon=EPSILON,
+            generator=gen,
+            generator_optimizer=gen_opt,
+            replay=lambda: replay,
+        ),
+    )
+
+    def classifier_step():
+        model.train()
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def classifier_input_gradient():
+        xi = x.clone().requires_grad_(True)
+        with frozen(model):
+            F.cross_entropy(model(xi), y).backward()
+
+    def generator_forward_backward():
+        gen(torch.randn_like(x)).sum().backward()
+
+    def rescale_forward_backward():
+        delta = torch.randn_like(x, requires_grad=True)
+        clipping_aware_rescale(x, delta, epsilon=EPSILON).sum().backward()
+
+    n_current, n_replay = round(0.3 * args.batch), round(0.1 * args.batch)
+
+    @torch.no_grad()
+    def noise_for_classifier_batch():
+        gen.perturb(x[:n_current], epsilon=EPSILON)
+        for old in replay:
+            old.perturb(x[:n_replay], epsilon=EPSILON)
+
+    parts = {
+        "GNT step (whole)": lambda: gnt(x, y),
+        "ANT 1x1 step (whole)": lambda: ant(x, y),
+        "  classifier step on the mixed batch": classifier_step,
+        "  generator step (whole)": lambda: generator_step(
+            gen, gen_opt, model, x, y, epsilon=EPSILON
+        ),
+        "    classifier forward + backward to the input": classifier_input_gradient,
+        "    generator forward + backward": generator_forward_backward,
+        "    exact rescaling forward + backward": rescale_forward_backward,
+        "  noise for the current + replayed parts (no grad)": noise_for_classifier_batch,
+    }
+    ms = {name: timed(fn, steps=args.steps, repeats=args.repeats) for name, fn in parts.items()}
+    print(
+        f"torch threads {args.threads}, batch {args.batch}, Madry CNN, ANT epsilon {EPSILON}; "
+        f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n"
+    )
+    print("| part | ms per call |")
+    print("|---|---|")
+    for name, value in ms.items():
+        level = (len(name) - len(name.lstrip())) // 2  # nesting shown as leading dots
+        print(f"| {'· ' * level}{name.strip()} | {value:.1f} |")
+    ratio = ms["ANT 1x1 step (whole)"] / ms["GNT step (whole)"]
+    print(f"\nANT / GNT step: {ratio:.2f}")
+    return ms
+
+
+if __name__ == "__main__":
+    main()
