@@ -67,7 +67,7 @@ class Sizes:
     epsilons: tuple[float, ...] = (4.0, 6.0, 8.0, 10.0, 12.0)
     restart_iterations: int = 1000
     val_limit: int | None = None  # None: the whole validation split (5,000)
-    test_limit: int | None = None  # None: all 10,000 test images
+    test_limit: int | None = 10000  # all the test images
     eps_star_limit: int = 1000
     adv_seeds: int = 5
     adv_iterations: int = 1000
@@ -83,7 +83,6 @@ QUICK = Sizes(
     epsilons=(4.0, 8.0, 12.0),
     restart_iterations=100,
     val_limit=2000,
-    test_limit=2000,
     eps_star_limit=200,
     adv_seeds=3,
     adv_iterations=50,
@@ -460,7 +459,7 @@ def plots(state: dict[str, Any], folder: Path) -> list[Path]:
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(corruptions))])
         ax.set_xticklabels(corruptions, rotation=45, ha="right", fontsize=8)
         ax.set_ylabel("test top-1 (%)")
-        ax.set_ylim(0, 100)
+        ax.set_ylim(0, 112)  # room for the legend above the bars
         ax.legend(fontsize=8, ncol=len(names))
         fig.tight_layout()
         fig.savefig(folder / "test_per_corruption.png", dpi=120)
@@ -651,7 +650,10 @@ def render(state: dict[str, Any], args: argparse.Namespace, sizes: Sizes, pngs: 
     s.append("## Commands (in order, with wall time)\n")
     s.append(
         "Run from the repository root with `PYTHONPATH=. ANTRAY_DATA_ROOT=/work/shared/data`; "
-        "`antray` here is `python -m orchestrator.cli`. rc None: stopped at the hard stop.\n"
+        "`antray` here is `python -m orchestrator.cli`. A command with rc other than 0 failed or "
+        "was stopped (rc None: at the hard stop); its output was not used. A step that appears "
+        "twice was rerun with other flags; the later run's report replaced the earlier one and "
+        "is the one quoted above.\n"
     )
     s.append(
         md_table(
