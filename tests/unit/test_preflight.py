@@ -80,7 +80,11 @@ def test_gpu_the_machine_does_not_have(
 
 def test_more_workers_than_the_machine_holds(tmp_path, capsys, mnist_root):
     cpus = os.cpu_count() or 1
-    code, err = run_cli(capsys, train_argv(tmp_path, *sets(f"runtime.num_workers={cpus + 1}")))
+    workers = cpus + 1  # the global batch must split evenly over them
+    argv = train_argv(
+        tmp_path, *sets(f"runtime.num_workers={workers}", f"data.batch_size={32 * workers}")
+    )
+    code, err = run_cli(capsys, argv)
     assert code == 2 and "can hold at most" in err and "CPU" in err, err
     assert not (tmp_path / "run").exists()
 
