@@ -26,7 +26,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 
 import torch
@@ -182,7 +182,7 @@ def orchestrator_overrides(
 
 def orchestrator_rows(
     setting: Setting, modes: list[str], precision: str, channels_last: bool
-) -> list[Row]:
+) -> Iterator[Row]:
     """Each mode through `antray train`: the local backend (one process, the bare loop
     with its data loader) and then Ray Train with one worker per GPU, alternated."""
     import tempfile
@@ -191,7 +191,6 @@ def orchestrator_rows(
     from orchestrator.train import train_from_config
 
     gpus = torch.cuda.device_count()
-    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for mode in modes:
             for backend in ("local", "ray"):
@@ -202,11 +201,12 @@ def orchestrator_rows(
                     None, orchestrator_overrides(mode, s, precision, channels_last, workers)
                 )
                 m = train_from_config(cfg, f"{tmp}/{mode}-{backend}", backend=backend, track=False)
-                rate = float(m["images_per_s"])
+                # The steady rate leaves out the first steps, as the bare loop's warm-up does.
+                rate = float(m.get("steady_images_per_s", m["images_per_s"]))
                 runner = "antray-local" if backend == "local" else "orchestrator"
-                rows.append(Row(runner, mode, precision, channels_last, rate, 1000 * batch / rate))
-                print(_row_line(rows[-1]), file=sys.stderr, flush=True)
-    return rows
+                row = Row(runner, mode, precision, channels_last, rate, 1000 * batch / rate)
+                print(_row_line(row), file=sys.stderr, flush=True)
+                yield row
 
 
 def _row_line(r: Row) -> str:
@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
         args.precisions,
         [f == "channels_last" for f in args.formats],
     )
+    write_rows(args.json, rows)  # the bare rows survive a failed orchestrator part
     if args.orchestrator == "on":
         # The fastest bare setting on this device (bf16 + channels_last on a GPU).
         precision = "bf16" if "bf16" in args.precisions and torch.cuda.is_available() else "fp32"
@@ -311,7 +312,12 @@ def main(argv: list[str] | None = None) -> list[Row]:
         orch = setting
         if args.tiny:
             orch = Setting(**{**asdict(setting), "model": "madry_cnn", "image_size": 28})
-        rows += orchestrator_rows(orch, args.modes, precision, cl)
+        try:
+            for row in orchestrator_rows(orch, args.modes, precision, cl):
+                rows.append(row)
+                write_rows(args.json, rows)
+        except Exception as exc:  # report the bare rows and what stopped the rest
+            print(f"orchestrator runs stopped: {type(exc).__name__}: {exc}", flush=True)
     print(f"\nCommand: `{' '.join(sys.argv)}` ({time.perf_counter() - t0:.0f} s)\n")
     print("| runner | mode | precision | memory format | img/s | ms/step |")
     print("|---|---|---|---|---|---|")
@@ -324,10 +330,14 @@ def main(argv: list[str] | None = None) -> list[Row]:
     print()
     for line in ratio_lines(rows):
         print(line)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump([asdict(r) for r in rows], f, indent=1)
+    write_rows(args.json, rows)
     return rows
+
+
+def write_rows(path: str | None, rows: list[Row]) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump([asdict(r) for r in rows], f, indent=1)
 
 
 if __name__ == "__main__":

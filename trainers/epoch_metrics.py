@@ -1,7 +1,8 @@
 """Per-epoch training metrics from per-step ones, and the one line printed per epoch.
 
 The names are read by tests, benchmarks, Tune and MLflow: ``train_loss``,
-``train_<part>_loss/acc``, ``generator_ce``, ``images_per_s``, ``longest_step_s``.
+``train_<part>_loss/acc``, ``generator_ce``, ``images_per_s``, ``longest_step_s`` (and, from
+the loop, ``epoch_time_s`` and ``steady_images_per_s``: the rate after the first steps).
 """
 
 from __future__ import annotations

@@ -169,6 +169,9 @@ def _meter(run: Run, epoch: int) -> ProgressMeter:
 def _summary(run: Run, epoch: int, tally: EpochTally, meter: ProgressMeter) -> dict[str, float]:
     metrics = tally.summary(epoch=epoch, step=run.step, images_per_s=meter.rate())
     metrics["epoch_time_s"] = time.perf_counter() - meter.start  # the step loop only
+    steady = meter.steady_rate()
+    if steady is not None:
+        metrics["steady_images_per_s"] = steady
     if run.life is not None:
         metrics.update(run.life.epoch_metrics())
     return metrics

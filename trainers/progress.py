@@ -13,16 +13,32 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}"
 
 
+# Steps of an epoch left out of its steady-state rate (the GPU benchmark's default warm-up).
+STEADY_AFTER_STEPS = 8
+
+
 class ProgressMeter:
-    def __init__(self, total_steps: int, *, every: int, enabled: bool, prefix: str = "") -> None:
+    def __init__(
+        self,
+        total_steps: int,
+        *,
+        every: int,
+        enabled: bool,
+        prefix: str = "",
+        steady_after: int = STEADY_AFTER_STEPS,
+    ) -> None:
         self.total, self.every, self.enabled, self.prefix = total_steps, every, enabled, prefix
         self.start = time.perf_counter()
         self.images = 0
         self.done = 0
+        self.steady_after = steady_after
+        self._steady_start: tuple[float, int] | None = None  # (time, images) at that step
 
     def update(self, step: int, images: int, loss: float) -> None:
         self.images += images
         self.done += 1
+        if self.done == self.steady_after:
+            self._steady_start = (time.perf_counter(), self.images)
         if not self.enabled or step % self.every:
             return
         elapsed = time.perf_counter() - self.start
@@ -37,3 +53,11 @@ class ProgressMeter:
 
     def rate(self) -> float:
         return self.images / max(time.perf_counter() - self.start, 1e-9)
+
+    def steady_rate(self) -> float | None:
+        """Images/s after the first ``steady_after`` steps (loader start-up, cuDNN autotuning
+        and first-touch allocations excluded); None until a step beyond them has run."""
+        if self._steady_start is None or self.done <= self.steady_after:
+            return None
+        t0, images0 = self._steady_start
+        return (self.images - images0) / max(time.perf_counter() - t0, 1e-9)
