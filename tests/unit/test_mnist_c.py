@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy import ndimage
-from skimage import transform
+from skimage import feature, transform
 
 from evaluation.benchmarks import MNIST_C_CORRUPTIONS
 from evaluation.corruptions._ops import gaussian_kernel1d, separable_conv2d
@@ -331,6 +331,29 @@ def test_translate_moves_the_centre_of_mass_by_3_px_per_axis(digits) -> None:
     assert torch.allclose(out.sum((1, 2, 3)), x.sum((1, 2, 3)), atol=1e-3)
 
 
+def test_translate_matches_skimage_warp_with_the_reference_shift(digits) -> None:
+    """Magnitude and direction convention of the reference: ``transform.warp(x,
+    inverse_map=AffineTransform(translation=(dx, dy)))`` with dx, dy each +-3, so output pixel
+    (col, row) reads input (col + dx, row + dy). Every digit equals one of the four warps, and
+    all four occur (two independent signs per digit, not one shared sign)."""
+    x = digits[0][:48]
+    out = corrupt_mnist(x, "translate", seed=0)
+    shifts = [(dx, dy) for dx in (-3, 3) for dy in (-3, 3)]
+    used = set()
+    for b in range(x.shape[0]):
+        img = x[b, 0].numpy().astype(np.float64)
+        errors = [
+            np.abs(
+                out[b, 0].numpy()
+                - transform.warp(img, inverse_map=transform.AffineTransform(translation=s))
+            ).max()
+            for s in shifts
+        ]
+        assert min(errors) < 1e-5
+        used.add(shifts[int(np.argmin(errors))])
+    assert used == set(shifts)
+
+
 def test_brightness_adds_0_5(digits) -> None:
     x = digits[0][:8]
     assert torch.allclose(corrupt_mnist(x, "brightness", seed=0), (x + 0.5).clamp(max=1.0))
@@ -448,3 +471,13 @@ def test_canny_edges_are_binary_with_skimage_default_thresholds() -> None:
     assert len(found) > 30 and found.min() >= 7 and found.max() <= 20
     assert not edges[0, 0, 10:18, 10:18].any()  # flat interior: no edges
     assert edges[1].abs().max() == 0
+
+
+def test_canny_edges_equal_skimage_canny_on_real_digits(digits) -> None:
+    """The reference's call exactly: ``feature.canny(np.array(img) / 255.)`` with every default,
+    on the float64 digit, pixel for pixel."""
+    x = digits[0][:64]
+    out = corrupt_mnist(x, "canny_edges", seed=0)
+    for b in range(x.shape[0]):
+        uint8 = np.round(x[b, 0].numpy() * 255).astype(np.uint8)
+        np.testing.assert_array_equal(out[b, 0].numpy().astype(bool), feature.canny(uint8 / 255.0))
