@@ -127,6 +127,29 @@ def time_bare(mode: str, setting: Setting, precision: Precision) -> float:
     return setting.batch * setting.steps / (time.perf_counter() - t0)
 
 
+def profile_step(mode: str, setting: Setting, precision: Precision, *, steps: int = 5) -> str:
+    """torch.profiler table of ``steps`` steps of ``mode`` after the warm-up: the operators
+    by device time (CPU time on a CPU run), to say where a step's milliseconds go."""
+    from torch.profiler import ProfilerActivity, profile
+
+    g = torch.Generator().manual_seed(0)
+    shape = (setting.batch, 3, setting.image_size, setting.image_size)
+    x = torch.rand(shape, generator=g).to(precision.device)
+    y = torch.randint(setting.num_classes, (setting.batch,), generator=g).to(precision.device)
+    step = make_step(mode, setting, precision)
+    for _ in range(setting.warmup):
+        step(x, y)
+    _sync(precision.device)
+    cuda = precision.device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step(x, y)
+        _sync(precision.device)
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=25)
+
+
 def bare_rows(
     setting: Setting, device: str, modes: list[str], precisions: list[str], formats: list[bool]
 ) -> list[Row]:
@@ -256,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
         default="on",
         help="also run each mode through `antray train` (local and Ray backends)",
     )
+    p.add_argument(
+        "--profile",
+        choices=MODES,
+        help="also print a torch.profiler table of this mode's step (fastest precision)",
+    )
     p.add_argument("--tiny", action="store_true", help="CPU smoke sizes: 32 px, batch 8, 2 steps")
     p.add_argument("--json", help="write the rows here")
     return p
@@ -305,6 +333,13 @@ def main(argv: list[str] | None = None) -> list[Row]:
         [f == "channels_last" for f in args.formats],
     )
     write_rows(args.json, rows)  # the bare rows survive a failed orchestrator part
+    if args.profile:
+        cuda = Precision.create(args.device).device.type == "cuda"
+        precision = Precision.create(
+            args.device, amp=cuda and "bf16" in args.precisions, channels_last=cuda
+        )
+        print(f"\nprofile of {args.profile} ({precision}):", flush=True)
+        print(profile_step(args.profile, setting, precision), flush=True)
     if args.orchestrator == "on":
         # The fastest bare setting on this device (bf16 + channels_last on a GPU).
         precision = "bf16" if "bf16" in args.precisions and torch.cuda.is_available() else "fp32"

@@ -10,7 +10,8 @@ with a breakpoint where each coordinate saturates (``t_i = space_i^2 / delta_i^2
 Sorting the breakpoints and taking cumulative sums gives the function's value at
 every breakpoint; the segment that crosses ``epsilon^2`` is then inverted exactly.
 No iteration, no tolerance. Gradients flow through ``eta`` (the sort permutation
-is piecewise constant), so a generator can be trained through the projection.
+is piecewise constant, so the search runs without autograd and ``eta`` is rebuilt from
+masked sums that carry the gradient), so a generator can be trained through the projection.
 """
 
 from __future__ import annotations
@@ -58,7 +59,13 @@ def _scale(
     x: torch.Tensor, delta: torch.Tensor, epsilon: float | torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(eta, at_edge)``: eta as in ``clipping_aware_scale`` (float64) and the images whose
-    epsilon is the largest reachable size (to rounding) or beyond it."""
+    epsilon is the largest reachable size (to rounding) or beyond it.
+
+    The segment search (sort, cumulative sums) runs without autograd: which coordinates are
+    saturated on the crossing segment is piecewise constant in ``x`` and ``delta``. ``eta``
+    is then rebuilt from masked sums over the coordinates, which carry the gradient; this
+    gives the same value and gradient as differentiating through the sort, at the cost of
+    two elementwise passes instead of a backward through sort, gathers and cumsums."""
     if x.shape != delta.shape:
         raise ValueError(f"x {tuple(x.shape)} and delta {tuple(delta.shape)} differ in shape")
     batch = x.shape[0]
@@ -76,11 +83,39 @@ def _scale(
     safe_d2 = torch.where(moving, d2, torch.ones_like(d2))
     breaks = torch.where(moving, s2 / safe_d2, torch.full_like(d2, math.inf))
 
-    order = torch.argsort(breaks.detach(), dim=1)
+    with torch.no_grad():
+        at_edge, reachable, still_moving, last = _crossing_segment(
+            s2.detach(), d2.detach(), breaks.detach(), eps2.detach()
+        )
+    # On the segment that crosses epsilon^2, the squared norm is
+    # sum(s2 of the saturated coordinates) + t * sum(d2 of the still-moving ones).
+    still = still_moving.to(torch.float64)
+    sat_before = (s2 * (1.0 - still)).sum(dim=1)
+    slope = (d2 * still).sum(dim=1)
+    safe_slope = torch.where(slope > 0, slope, torch.ones_like(slope))
+    t_star = ((eps2 - sat_before) / safe_slope).clamp_min(0.0)
+    eta = torch.sqrt(t_star + 1e-300) * (eps2 > 0)
+    # At (or, to rounding, just below) the largest reachable size every moving coordinate
+    # saturates: the answer is the last finite breakpoint, and the image is saturated(x, d).
+    has_break = torch.isfinite(breaks).any(dim=1)
+    last_break = torch.gather(breaks, 1, last).squeeze(1)
+    last_break = torch.where(has_break, last_break, torch.zeros_like(eta))
+    eta = torch.where(at_edge, torch.sqrt(last_break + 1e-300), eta)
+    eta = torch.where(reachable, eta, torch.full_like(eta, math.inf))
+    return eta, at_edge
+
+
+def _crossing_segment(
+    s2: torch.Tensor, d2: torch.Tensor, breaks: torch.Tensor, eps2: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The sorted-breakpoint search, per image: ``at_edge``, ``reachable``, the mask of the
+    coordinates still moving on the segment whose end is the first breakpoint at which the
+    squared norm reaches ``eps2`` (sorted positions >= k), and the index of the last finite
+    breakpoint."""
+    order = torch.argsort(breaks, dim=1)
     t_sorted = torch.gather(breaks, 1, order)
     s2_sorted = torch.gather(s2, 1, order)
     d2_sorted = torch.gather(d2, 1, order)
-
     saturated_sum = torch.cumsum(s2_sorted, dim=1)  # coordinates 0..k saturated at t_k
     free_slope = d2.sum(dim=1, keepdim=True) - torch.cumsum(d2_sorted, dim=1)  # still moving
     finite = torch.isfinite(t_sorted)
@@ -88,24 +123,18 @@ def _scale(
     norm2_at_break = torch.where(
         finite, saturated_sum + t_safe * free_slope, torch.full_like(t_sorted, math.inf)
     )
-
     max2 = s2.sum(dim=1)
-    # At (or, to rounding, just below) the largest reachable size every moving coordinate
-    # saturates: the answer is the last finite breakpoint, and the image is saturated(x, d).
     at_edge = eps2 >= max2 * (1.0 - EDGE_RTOL)
     reachable = eps2 <= max2 * (1.0 + EDGE_RTOL)
     # First breakpoint at which the squared norm reaches epsilon^2; epsilon^2 lies
     # on the linear segment that ends there.
     k = torch.argmax((norm2_at_break >= eps2[:, None]).to(torch.int8), dim=1, keepdim=True)
-    sat_before = (torch.gather(saturated_sum, 1, k) - torch.gather(s2_sorted, 1, k)).squeeze(1)
-    slope = (torch.gather(free_slope, 1, k) + torch.gather(d2_sorted, 1, k)).squeeze(1)
-    safe_slope = torch.where(slope > 0, slope, torch.ones_like(slope))
-    t_star = ((eps2 - sat_before) / safe_slope).clamp_min(0.0)
-    eta = torch.sqrt(t_star + 1e-300) * (eps2 > 0)
-    last_break = torch.where(finite, t_safe, torch.zeros_like(t_safe)).max(dim=1).values
-    eta = torch.where(at_edge, torch.sqrt(last_break + 1e-300), eta)
-    eta = torch.where(reachable, eta, torch.full_like(eta, math.inf))
-    return eta, at_edge
+    positions = torch.arange(breaks.shape[1], device=breaks.device).expand_as(breaks)
+    still_moving = torch.zeros_like(breaks, dtype=torch.bool)
+    still_moving.scatter_(1, order, positions >= k)
+    last_pos = (finite.sum(dim=1, keepdim=True) - 1).clamp_min(0)  # inf sorts last
+    last = torch.gather(order, 1, last_pos)
+    return at_edge, reachable, still_moving, last
 
 
 def clipping_aware_scale(

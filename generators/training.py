@@ -47,8 +47,10 @@ def generator_step(
     *,
     epsilon: float,
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-) -> float:
-    """One Adam step of ``generator`` that raises the frozen classifier's CE; returns CE.
+) -> torch.Tensor:
+    """One Adam step of ``generator`` that raises the frozen classifier's CE; returns the
+    CE as a detached 0-d tensor (reading it is the caller's choice: on a GPU a read waits
+    for the step, so the training step reads it only once its own work is queued).
 
     ``generator`` may be DDP-wrapped (its gradients are then averaged over ranks);
     ``classifier`` must be the bare module, so no classifier all-reduce is triggered.
@@ -59,12 +61,27 @@ def generator_step(
         z = torch.randn(core.latent_shape(b, h, w), device=x.device, dtype=x.dtype)
         # The projection runs in float32 even under AMP: it inverts a cumulative sum.
         noisy = clipping_aware_rescale(x, generator(z).float(), epsilon=epsilon)
+        # The classifier sees the memory format of its batches (channels_last on a GPU run),
+        # not whatever layout the projection's arithmetic produced.
+        noisy = noisy.contiguous(memory_format=memory_format_of(x))
         with autocast():
             ce = F.cross_entropy(classifier(noisy), y)
         optimizer.zero_grad(set_to_none=True)
         (-ce).backward()
         optimizer.step()
-    return float(ce.detach())
+    return ce.detach()
+
+
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """``channels_last`` for a 4-D tensor laid out that way (and not also plain
+    contiguous, as 1x1 images are), else ``contiguous_format``."""
+    if (
+        x.dim() == 4
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not x.is_contiguous()
+    ):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def train_generator_from_scratch(
@@ -92,7 +109,7 @@ def train_generator_from_scratch(
     generator.to(device)
     optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
     classifier = classifier.to(device)
-    history: list[float] = []
+    history: list[torch.Tensor] = []  # read once at the end: no device sync per step
     for x, y in itertools.islice(_cycle(batches), iterations):
         if should_stop is not None and should_stop():
             break
@@ -101,7 +118,8 @@ def train_generator_from_scratch(
                 generator, optimizer, classifier, x.to(device), y.to(device), epsilon=epsilon
             )
         )
-    return generator.eval(), history
+    ces = torch.stack(history).tolist() if history else []
+    return generator.eval(), ces
 
 
 def _cycle(batches: Iterable) -> Iterator:

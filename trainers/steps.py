@@ -38,9 +38,16 @@ def bare(module: nn.Module) -> nn.Module:
 
 
 def classifier_step(
-    classifier: nn.Module, optimizer: torch.optim.Optimizer, parts: Parts, precision: Precision
+    classifier: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    parts: Parts,
+    precision: Precision,
+    extra: dict[str, torch.Tensor] | None = None,
 ) -> StepMetrics:
-    """One SGD step on the concatenation of ``parts``; per-part loss/accuracy sums."""
+    """One SGD step on the concatenation of ``parts``; per-part loss/accuracy sums.
+
+    The metrics (and the 0-d tensors in ``extra``, e.g. the generator's CE) are read from
+    the device in one transfer after the step is queued: one synchronisation per step."""
     parts = [p for p in parts if p[1].shape[0] > 0]
     x = precision.images(torch.cat([p[1] for p in parts]))
     y = torch.cat([p[2] for p in parts]).to(x.device)
@@ -52,20 +59,23 @@ def classifier_step(
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    metrics: StepMetrics = {"loss": float(loss.detach()), "images": float(y.shape[0])}
+    names, values = ["loss"], [loss.detach()]
+    metrics: StepMetrics = {"images": float(y.shape[0])}
     with torch.no_grad():
-        correct = logits.argmax(1) == y
+        correct = (logits.argmax(1) == y).float()
         start = 0
         for name, px, _ in parts:
             n = px.shape[0]
-            metrics[f"{name}_loss_sum"] = metrics.get(f"{name}_loss_sum", 0.0) + float(
-                losses[start : start + n].sum()
-            )
-            metrics[f"{name}_correct"] = metrics.get(f"{name}_correct", 0.0) + float(
-                correct[start : start + n].sum()
-            )
+            names += [f"{name}_loss_sum", f"{name}_correct"]
+            values += [losses[start : start + n].sum(), correct[start : start + n].sum()]
             metrics[f"{name}_count"] = metrics.get(f"{name}_count", 0.0) + n
             start += n
+        for name, value in (extra or {}).items():
+            names.append(name)
+            values.append(value.detach().float())
+        # Parts may repeat (several replay chunks): their sums add up.
+        for name, value in zip(names, torch.stack(values).tolist(), strict=True):
+            metrics[name] = metrics.get(name, 0.0) + value
     return metrics
 
 
@@ -159,9 +169,9 @@ def ant_step(
         sx, sy = stylized  # type: ignore[misc]
         n = counts["stylized"]
         parts.append(("stylized", precision.images(sx[:n]), sy[:n].to(x.device)))
-    metrics = classifier_step(classifier, optimizer, parts, precision)
-    metrics["generator_ce"] = generator_ce
-    return metrics
+    return classifier_step(
+        classifier, optimizer, parts, precision, extra={"generator_ce": generator_ce}
+    )
 
 
 # --- one step function per mode, chosen once --------------------------------------------
