@@ -11,6 +11,7 @@ import time
 
 import pytest
 import ray
+from tiny_runs import TINY_ANT_RUN
 
 from orchestrator.config import load_config
 from orchestrator.errors import UserError
@@ -26,21 +27,12 @@ HEAD_NODE = {"num_cpus": 1, "resources": {HEAD: 1.0}, "object_store_memory": 100
 GPU_NODE = {"num_cpus": 1, "num_gpus": 1, "object_store_memory": 100 * MiB}
 
 TINY = [
-    "data.limit_train=768",
-    "data.limit_val=128",
-    "data.limit_test=128",
-    "data.batch_size=64",
-    "ant.epsilon=6.0",
-    "ant.restart_iterations=4",
-    "ant.restart_every_steps=4",
-    "ant.snapshot_every_steps=3",
+    *TINY_ANT_RUN,
     "ant.replay_refresh_every_steps=2",
     "runtime.cpus_per_worker=0.25",
     "runtime.gpus_per_worker=1",
     "runtime.generator_actor_cpus=0.25",
     "runtime.dist_backend=gloo",
-    "runtime.torch_threads=1",
-    "runtime.log_every_steps=1000",
 ]
 
 

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tiny_runs import TINY_ANT_RUN
 
 from orchestrator.config import load_config
 from orchestrator.storage import RunLocation, latest_checkpoint
@@ -84,20 +85,7 @@ def ray_with_s3(s3_endpoint):
     ray.shutdown()
 
 
-SETS = [
-    "data.limit_train=768",
-    "data.limit_val=128",
-    "data.limit_test=128",
-    "data.batch_size=64",
-    "ant.epsilon=6.0",
-    "ant.restart_iterations=4",
-    "ant.restart_every_steps=4",
-    "ant.snapshot_every_steps=3",
-    "runtime.cpus_per_worker=0.5",
-    "runtime.generator_actor_cpus=0.5",
-    "runtime.torch_threads=1",
-    "runtime.log_every_steps=1000",
-]
+SETS = [*TINY_ANT_RUN, "runtime.cpus_per_worker=0.5", "runtime.generator_actor_cpus=0.5"]
 
 
 def test_data_and_checkpoints_in_s3_then_resume_restores_replay(ray_with_s3, mnist_root, tmp_path):
