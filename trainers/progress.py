@@ -32,13 +32,18 @@ class ProgressMeter:
         self.images = 0
         self.done = 0
         self.steady_after = steady_after
-        self._steady_start: tuple[float, int] | None = None  # (time, images) at that step
+        # (time, images) when the warm-up ended: at its last step, or now when there is none.
+        self._steady_start: tuple[float, int] | None = (
+            (self.start, 0) if steady_after <= 0 else None
+        )
+        self._last_update = self.start  # the steady window ends at the last step
 
     def update(self, step: int, images: int, loss: float) -> None:
         self.images += images
         self.done += 1
+        self._last_update = time.perf_counter()
         if self.done == self.steady_after:
-            self._steady_start = (time.perf_counter(), self.images)
+            self._steady_start = (self._last_update, self.images)
         if not self.enabled or step % self.every:
             return
         elapsed = time.perf_counter() - self.start
@@ -56,8 +61,10 @@ class ProgressMeter:
 
     def steady_rate(self) -> float | None:
         """Images/s after the first ``steady_after`` steps (loader start-up, cuDNN autotuning
-        and first-touch allocations excluded); None until a step beyond them has run."""
-        if self._steady_start is None or self.done <= self.steady_after:
+        and first-touch allocations excluded), up to the last step's update (what follows it,
+        such as the data loader's shutdown or a checkpoint, is not a step); None until a step
+        beyond them has run."""
+        if self._steady_start is None or self.done <= max(self.steady_after, 0):
             return None
         t0, images0 = self._steady_start
-        return (self.images - images0) / max(time.perf_counter() - t0, 1e-9)
+        return (self.images - images0) / max(self._last_update - t0, 1e-9)
