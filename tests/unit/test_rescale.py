@@ -187,3 +187,31 @@ def test_empty_batch_comes_back_empty():
     # A small per-worker batch can give a replayed generator no images at all.
     x, delta = torch.rand(0, 1, 4, 4), torch.randn(0, 1, 4, 4)
     assert clipping_aware_rescale(x, delta, epsilon=1.0).shape == (0, 1, 4, 4)
+
+
+def test_gradient_matches_finite_differences():
+    # eta is rebuilt from masked sums after a search without autograd: its gradient in x,
+    # delta and a per-image epsilon must still be the true one (segments away from a kink).
+    g = torch.Generator().manual_seed(5)
+    x = (0.1 + 0.8 * torch.rand(2, 2, 3, 3, generator=g, dtype=torch.float64)).requires_grad_()
+    delta = torch.randn(2, 2, 3, 3, generator=g, dtype=torch.float64).requires_grad_()
+    eps = torch.tensor([0.8, 1.6], dtype=torch.float64, requires_grad=True)
+
+    def scale(x, delta, eps):
+        return clipping_aware_scale(x, delta, epsilon=eps)
+
+    def rescale(x, delta, eps):
+        return clipping_aware_rescale(x, delta, epsilon=eps)
+
+    assert torch.autograd.gradcheck(scale, (x, delta, eps), eps=1e-7, atol=1e-6)
+    assert torch.autograd.gradcheck(rescale, (x, delta, eps), eps=1e-7, atol=1e-6)
+
+
+def test_exact_just_below_the_largest_reachable_size():
+    # The crossing segment's slope is a direct sum: no cancellation on the last segments.
+    g = torch.Generator().manual_seed(6)
+    x = torch.rand(4, 3, 8, 8, generator=g, dtype=torch.float64)
+    delta = torch.randn(4, 3, 8, 8, generator=g, dtype=torch.float64)
+    eps = max_norm(x, delta) * (1 - 1e-4)
+    eta = clipping_aware_scale(x, delta, epsilon=eps)
+    torch.testing.assert_close(clipped_norm(x, delta, eta), eps, rtol=1e-13, atol=0)
