@@ -225,7 +225,8 @@ def orchestrator_rows(
                 )
                 m = train_from_config(cfg, f"{tmp}/{mode}-{backend}", backend=backend, track=False)
                 # The steady rate leaves out the first steps, as the bare loop's warm-up does.
-                rate = float(m.get("steady_images_per_s", m["images_per_s"]))
+                # It counts rank 0's images: each of the `workers` ranks trains as many.
+                rate = workers * float(m.get("steady_images_per_s", m["images_per_s"]))
                 runner = "antray-local" if backend == "local" else "orchestrator"
                 row = Row(runner, mode, precision, channels_last, rate, 1000 * batch / rate)
                 print(_row_line(row), file=sys.stderr, flush=True)
