@@ -479,6 +479,25 @@ LABELS = {"vanilla": "vanilla", "gnt": "GNT", "speckle": "Speckle", "ant1x1": "A
           "ant3x3": "ANT 3x3"}  # fmt: skip
 
 
+def campaign_caveat(sizes: Sizes) -> str:
+    """What a reduced campaign's verdicts can and cannot say, from how it was reduced."""
+    full = Sizes()
+    shorter = sizes.epochs < full.epochs or sizes.limit_train is not None
+    grids = len(sizes.sigmas) < len(full.sigmas) or len(sizes.epsilons) < len(full.epsilons)
+    what = []
+    if shorter:
+        what.append("fewer training images or epochs than the full campaign")
+    if grids:
+        what.append("fewer sigma / epsilon candidates, so the choice covers less")
+    if not what:
+        what.append("smaller evaluation sizes")
+    return (
+        f"These are a reduced campaign's numbers (see the deviations above: {'; '.join(what)}). "
+        "A missed absolute target says that this campaign did not reach it, not that the full "
+        "one would not; one seed per model gives no error bars on any of it."
+    )
+
+
 def render(state: dict[str, Any], args: argparse.Namespace, sizes: Sizes, pngs: list[Path]) -> str:
     """docs/RESULTS.md from the campaign's state: only what ran appears."""
     doc = Path(args.doc).resolve().parent
@@ -640,13 +659,7 @@ def render(state: dict[str, Any], args: argparse.Namespace, sizes: Sizes, pngs: 
         ]
         s.append(md_table(["target", "result", "measured"], rows) + "\n")
         if deviations:
-            s.append(
-                "These are the reduced campaign's numbers (see the deviations above: far fewer "
-                "training images and epochs than the paper's models). A missed absolute target "
-                "here says that this campaign did not reach it, not that the full one would "
-                "not; the orderings between models are the comparable part, and one seed "
-                "gives no error bars on them.\n"
-            )
+            s.append(campaign_caveat(sizes) + "\n")
     s.append("## Commands (in order, with wall time)\n")
     s.append(
         "Run from the repository root with `PYTHONPATH=. ANTRAY_DATA_ROOT=/work/shared/data`; "

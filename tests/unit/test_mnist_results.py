@@ -73,3 +73,11 @@ def test_trial_table_reads_tunes_csv(tmp_path: Path) -> None:
 
 def test_md_table() -> None:
     assert mr.md_table(["a", "b"], [(1, "x")]) == "| a | b |\n|---|---|\n| 1 | x |"
+
+
+def test_campaign_caveat_says_how_the_campaign_was_reduced() -> None:
+    assert "fewer training images or epochs" in mr.campaign_caveat(mr.QUICK)
+    full_length = mr.Sizes(sigmas=(0.3,), epsilons=(8.0,))
+    caveat = mr.campaign_caveat(full_length)
+    assert "fewer training images" not in caveat
+    assert "fewer sigma / epsilon candidates" in caveat
