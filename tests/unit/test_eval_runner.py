@@ -275,7 +275,7 @@ def test_adversarial_eps_star_and_attacks(run_dir: Path, mnist_root: Path, tmp_p
     results = json.loads((out / "results.json").read_text())
     adv = results["eps_star"]["adversarial"]
     assert len(adv["per_seed"]) == 2 and adv["seeds"] == [0, 1]
-    # The paper's size carried to 28x28 (not the checkpoint's ant.epsilon 8), trained on
+    # The paper's size carried to 28x28 (not the checkpoint's ant.epsilon), trained on
     # the train split: the 60000 training images less the 1000 validation ones.
     assert adv["epsilon"] == pytest.approx(135 * (784 / 150528) ** 0.5)
     assert (adv["generator"], adv["generator_data"]) == ("1x1", "train split (59000 images)")
