@@ -82,6 +82,10 @@ def ensure_ray(
         else:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             ray.init(
+                # "local": always a new instance. Without it ray.init() joins whatever
+                # /tmp/ray/ray_current_cluster names (another antray run, a test cluster,
+                # or a stale address), sharing or failing on someone else's Ray.
+                address="local",
                 num_cpus=num_cpus,
                 namespace="antray",
                 log_to_driver=True,

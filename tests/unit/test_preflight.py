@@ -219,6 +219,8 @@ def test_token_auth_is_left_to_the_cluster(monkeypatch, address, env, joins):
     else:
         assert os.environ["RAY_AUTH_MODE"] == "disabled"  # antray's own private instance
         assert fake.kwargs["resources"] == {"antray_head": 1.0}
+        # A new instance, never the latest cluster Ray recorded in /tmp/ray.
+        assert fake.kwargs["address"] == "local"
 
 
 def test_explicit_auth_mode_is_respected_for_the_local_instance(monkeypatch):
