@@ -110,8 +110,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_bare(mode: str, setting: Setting, precision: Precision) -> float:
-    """Images/s of ``mode`` over ``setting.steps`` steps after ``setting.warmup`` ones."""
+def warmed_step(
+    mode: str, setting: Setting, precision: Precision
+) -> tuple[Callable[[torch.Tensor, torch.Tensor], dict[str, float]], torch.Tensor, torch.Tensor]:
+    """``mode``'s step and one fixed batch on the device, after ``setting.warmup`` steps."""
     g = torch.Generator().manual_seed(0)
     shape = (setting.batch, 3, setting.image_size, setting.image_size)
     x = torch.rand(shape, generator=g).to(precision.device)
@@ -120,6 +122,12 @@ def time_bare(mode: str, setting: Setting, precision: Precision) -> float:
     for _ in range(setting.warmup):
         step(x, y)
     _sync(precision.device)
+    return step, x, y
+
+
+def time_bare(mode: str, setting: Setting, precision: Precision) -> float:
+    """Images/s of ``mode`` over ``setting.steps`` steps after ``setting.warmup`` ones."""
+    step, x, y = warmed_step(mode, setting, precision)
     t0 = time.perf_counter()
     for _ in range(setting.steps):
         step(x, y)
@@ -132,14 +140,7 @@ def profile_step(mode: str, setting: Setting, precision: Precision, *, steps: in
     by device time (CPU time on a CPU run), to say where a step's milliseconds go."""
     from torch.profiler import ProfilerActivity, profile
 
-    g = torch.Generator().manual_seed(0)
-    shape = (setting.batch, 3, setting.image_size, setting.image_size)
-    x = torch.rand(shape, generator=g).to(precision.device)
-    y = torch.randint(setting.num_classes, (setting.batch,), generator=g).to(precision.device)
-    step = make_step(mode, setting, precision)
-    for _ in range(setting.warmup):
-        step(x, y)
-    _sync(precision.device)
+    step, x, y = warmed_step(mode, setting, precision)
     cuda = precision.device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with profile(activities=activities) as prof:

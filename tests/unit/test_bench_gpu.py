@@ -49,3 +49,15 @@ def test_bad_mode_is_a_usage_error():
     with pytest.raises(SystemExit) as exc:
         bench.parse_args(["--modes", "vanilla,nope"])
     assert exc.value.code == 2
+
+
+def test_profile_prints_the_step_operators(capsys):
+    bench = load_bench()
+    bench.main(
+        ["--tiny", "--device", "cpu", "--orchestrator", "off", "--modes", "ant1x1",
+         "--model", "resnet18", "--profile", "ant1x1"]
+    )  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "profile of ant1x1" in printed
+    # The table names the operators of the classifier and of the exact rescaling's search.
+    assert "aten::convolution" in printed and "aten::sort" in printed
