@@ -84,9 +84,7 @@ def _scale(
     breaks = torch.where(moving, s2 / safe_d2, torch.full_like(d2, math.inf))
 
     with torch.no_grad():
-        at_edge, reachable, still_moving, last = _crossing_segment(
-            s2.detach(), d2.detach(), breaks.detach(), eps2.detach()
-        )
+        at_edge, reachable, still_moving, last, has_break = _crossing_segment(s2, d2, breaks, eps2)
     # On the segment that crosses epsilon^2, the squared norm is
     # sum(s2 of the saturated coordinates) + t * sum(d2 of the still-moving ones).
     still = still_moving.to(torch.float64)
@@ -97,7 +95,6 @@ def _scale(
     eta = torch.sqrt(t_star + 1e-300) * (eps2 > 0)
     # At (or, to rounding, just below) the largest reachable size every moving coordinate
     # saturates: the answer is the last finite breakpoint, and the image is saturated(x, d).
-    has_break = torch.isfinite(breaks).any(dim=1)
     last_break = torch.gather(breaks, 1, last).squeeze(1)
     last_break = torch.where(has_break, last_break, torch.zeros_like(eta))
     eta = torch.where(at_edge, torch.sqrt(last_break + 1e-300), eta)
@@ -107,11 +104,11 @@ def _scale(
 
 def _crossing_segment(
     s2: torch.Tensor, d2: torch.Tensor, breaks: torch.Tensor, eps2: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The sorted-breakpoint search, per image: ``at_edge``, ``reachable``, the mask of the
     coordinates still moving on the segment whose end is the first breakpoint at which the
-    squared norm reaches ``eps2`` (sorted positions >= k), and the index of the last finite
-    breakpoint."""
+    squared norm reaches ``eps2`` (sorted positions >= k), the index of the last finite
+    breakpoint, and whether there is one (any coordinate moves)."""
     order = torch.argsort(breaks, dim=1)
     t_sorted = torch.gather(breaks, 1, order)
     s2_sorted = torch.gather(s2, 1, order)
@@ -134,7 +131,7 @@ def _crossing_segment(
     still_moving.scatter_(1, order, positions >= k)
     last_pos = (finite.sum(dim=1, keepdim=True) - 1).clamp_min(0)  # inf sorts last
     last = torch.gather(order, 1, last_pos)
-    return at_edge, reachable, still_moving, last
+    return at_edge, reachable, still_moving, last, finite[:, 0]  # inf sorts last
 
 
 def clipping_aware_scale(
