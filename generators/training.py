@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generators.folding import eval_view
 from generators.networks import NoiseGenerator, create_generator
 from generators.rescale import clipping_aware_rescale
 
@@ -65,7 +66,8 @@ def generator_step(
         # not whatever layout the projection's arithmetic produced.
         noisy = noisy.contiguous(memory_format=memory_format_of(x))
         with autocast():
-            ce = F.cross_entropy(classifier(noisy), y)
+            # Eval mode: batch norm folded into the convolutions, the same function.
+            ce = F.cross_entropy(eval_view(classifier)(noisy), y)
         optimizer.zero_grad(set_to_none=True)
         (-ce).backward()
         optimizer.step()
