@@ -60,8 +60,11 @@ def generator_step(
     with frozen(classifier):
         b, _, h, w = x.shape
         z = torch.randn(core.latent_shape(b, h, w), device=x.device, dtype=x.dtype)
-        # The projection runs in float32 even under AMP: it inverts a cumulative sum.
-        noisy = clipping_aware_rescale(x, generator(z).float(), epsilon=epsilon)
+        # The generator's layers may run under AMP (their weights and z stay float32); the
+        # projection runs in float32 and float64 outside it: it inverts a cumulative sum.
+        with autocast():
+            delta = generator(z)
+        noisy = clipping_aware_rescale(x, delta.float(), epsilon=epsilon)
         # The classifier sees the memory format of its batches (channels_last on a GPU run),
         # not whatever layout the projection's arithmetic produced.
         noisy = noisy.contiguous(memory_format=memory_format_of(x))

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generators.networks import NoiseGenerator
+from generators.rescale import clipping_aware_rescale
 from generators.samplers import IMAGENET_C_SPECKLE_LEVELS, GaussianNoise, SpeckleNoise
 from generators.training import generator_step
 from trainers.device import Precision
@@ -159,12 +160,13 @@ def ant_step(
         return chunk
 
     parts.append(("clean", *take(counts["clean"])))
-    with torch.no_grad():
-        cx, cy = take(counts["current"])
-        parts.append(("current", bare(generator).perturb(cx, epsilon=epsilon), cy))
-        for old, n in zip(replay, split_replay(counts["replay"], len(replay)), strict=True):
-            rx, ry = take(n)
-            parts.append(("replay", old.perturb(rx, epsilon=epsilon), ry))
+    noised: list[tuple[str, NoiseGenerator, torch.Tensor, torch.Tensor]] = [
+        ("current", bare(generator), *take(counts["current"]))
+    ]
+    for old, n in zip(replay, split_replay(counts["replay"], len(replay)), strict=True):
+        noised.append(("replay", old, *take(n)))
+    perturbed = perturb_chunks([(g, cx) for _, g, cx, _ in noised], epsilon, precision)
+    parts += [(name, px, cy) for (name, _, _, cy), px in zip(noised, perturbed, strict=True)]
     if counts["stylized"]:
         sx, sy = stylized  # type: ignore[misc]
         n = counts["stylized"]
@@ -172,6 +174,25 @@ def ant_step(
     return classifier_step(
         classifier, optimizer, parts, precision, extra={"generator_ce": generator_ce}
     )
+
+
+def perturb_chunks(
+    chunks: Sequence[tuple[NoiseGenerator, torch.Tensor]], epsilon: float, precision: Precision
+) -> list[torch.Tensor]:
+    """``clip(x + delta)`` with ``||delta||_2 = epsilon`` for each ``(generator, x)`` chunk,
+    without gradients: each generator's noise (under AMP where the run uses it), then one
+    exact rescaling of all chunks together (one sort instead of one per generator; each
+    image's rescaling is independent of the others)."""
+    sizes = [x.shape[0] for _, x in chunks]
+    with torch.no_grad():
+        with precision.autocast():
+            deltas = [g.sample(x) for g, x in chunks]
+        noisy = clipping_aware_rescale(
+            torch.cat([x for _, x in chunks]),
+            torch.cat([d.float() for d in deltas]),
+            epsilon=epsilon,
+        )
+    return list(noisy.split(sizes))
 
 
 # --- one step function per mode, chosen once --------------------------------------------
