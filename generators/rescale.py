@@ -53,6 +53,7 @@ def saturated(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
 # reachable size: float32 callers round E_max by ~1e-7, and the cumulative sums below
 # may fall a few ulps short of it, which would otherwise pick a wrong segment.
 EDGE_RTOL = 1e-6
+_FLOAT32_MAX = torch.finfo(torch.float32).max
 
 
 def _scale(
@@ -109,7 +110,13 @@ def _crossing_segment(
     coordinates still moving on the segment whose end is the first breakpoint at which the
     squared norm reaches ``eps2`` (sorted positions >= k), the index of the last finite
     breakpoint, and whether there is one (any coordinate moves)."""
-    order = torch.argsort(breaks, dim=1)
+    # Sorted by float32 keys: half the radix-sort passes of float64 on a GPU. Only near-ties
+    # (relative 1e-7) can trade places, which moves the squared norm by ~1e-7 of one
+    # coordinate's share; every sum below stays float64. Finite breakpoints beyond float32's
+    # range stay finite keys, so +inf (coordinates that do not move) still sorts last.
+    finite_breaks = torch.isfinite(breaks)
+    keys = torch.where(finite_breaks, breaks.clamp(max=_FLOAT32_MAX), breaks).to(torch.float32)
+    order = torch.argsort(keys, dim=1)
     t_sorted = torch.gather(breaks, 1, order)
     s2_sorted = torch.gather(s2, 1, order)
     d2_sorted = torch.gather(d2, 1, order)
