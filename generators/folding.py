@@ -17,6 +17,7 @@ traced, or has no convolution whose only user is a batch norm, is used as it is.
 
 from __future__ import annotations
 
+import operator
 import weakref
 
 import torch
@@ -30,16 +31,28 @@ _VIEWS: weakref.WeakKeyDictionary[nn.Module, nn.Module | None] = weakref.WeakKey
 
 
 class FoldedConvBatchNorm(nn.Module):
-    """``bn(conv(x))`` with ``bn`` in eval mode, computed as one convolution.
+    """``bn(conv(x))`` with ``bn`` in eval mode, computed as one convolution; with ``relu``
+    also ``relu(bn(conv(x)))``, and with ``residual`` ``relu(bn(conv(x)) + z)``.
 
-    Holds references to the classifier's own ``conv`` and ``bn``: nothing is copied."""
+    Holds references to the classifier's own ``conv`` and ``bn``: nothing is copied. On
+    CUDA the bias, the residual and the ReLU run inside cuDNN's fused convolution
+    (``_ConvBiasReLU``), where an unfused view spends one full pass over the activation on
+    each of them; elsewhere (or where cuDNN declines the fusion) it is the plain sequence."""
 
-    def __init__(self, conv: nn.Conv2d, bn: _BatchNorm) -> None:
+    def __init__(
+        self, conv: nn.Conv2d, bn: _BatchNorm, *, relu: bool = False, residual: bool = False
+    ) -> None:
         super().__init__()
+        if residual and not relu:
+            raise ValueError("residual is fused only together with the ReLU after it")
         self.conv = conv
         self.bn = bn
+        self.relu = relu
+        self.residual = residual
+        self.fused = relu and isinstance(conv.padding, tuple)  # cuDNN's op takes int padding
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The folded ``(weight, bias)`` from the current weights and running statistics."""
         conv, bn = self.conv, self.bn
         scale = torch.rsqrt(bn.running_var + bn.eps)  # type: ignore[operator]
         if bn.weight is not None:
@@ -49,8 +62,91 @@ class FoldedConvBatchNorm(nn.Module):
             shift = shift + bn.bias
         if conv.bias is not None:
             shift = shift + conv.bias * scale
-        weight = conv.weight * scale.reshape(-1, 1, 1, 1)
-        return F.conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return conv.weight * scale.reshape(-1, 1, 1, 1), shift
+
+    def forward(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        conv = self.conv
+        weight, bias = self.folded()
+        if self.fused and x.is_cuda and torch.backends.cudnn.enabled:
+            try:
+                return _fused(x, weight, bias, z, conv)
+            except RuntimeError:  # no cuDNN engine for this shape / dtype: unfused from now
+                self.fused = False
+        y = F.conv2d(x, weight, bias, conv.stride, conv.padding, conv.dilation, conv.groups)
+        if self.residual:
+            y = y + z
+        return F.relu(y) if self.relu else y
+
+
+def _fused(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    z: torch.Tensor | None,
+    conv: nn.Conv2d,
+) -> torch.Tensor:
+    if torch.is_autocast_enabled("cuda"):  # a custom Function is not autocast: cast as conv does
+        dtype = torch.get_autocast_dtype("cuda")
+        x, weight, bias = x.to(dtype), weight.to(dtype), bias.to(dtype)
+        z = z.to(dtype) if z is not None else None
+    else:
+        weight, bias = weight.to(x.dtype), bias.to(x.dtype)
+    memory_format = torch.channels_last if _channels_last(x) else torch.contiguous_format
+    weight = weight.contiguous(memory_format=memory_format)
+    return _ConvBiasReLU.apply(
+        x, weight, bias, z, list(conv.stride), list(conv.padding), list(conv.dilation), conv.groups
+    )
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+class _ConvBiasReLU(torch.autograd.Function):
+    """``relu(conv2d(x, weight, bias) [+ z])`` as one cuDNN call; the backward masks the
+    gradient by the output and runs the convolution's backward for what needs a gradient
+    (in a generator step: the input only)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, z, stride, padding, dilation, groups):  # type: ignore[override]
+        if z is None:
+            out = torch.cudnn_convolution_relu(x, weight, bias, stride, padding, dilation, groups)
+        else:
+            out = torch.cudnn_convolution_add_relu(
+                x, weight, z, 1.0, bias, stride, padding, dilation, groups
+            )
+        ctx.save_for_backward(x, weight, out)
+        ctx.conv = (stride, padding, dilation, groups)
+        ctx.has_z = z is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        x, weight, out = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conv
+        masked = torch.ops.aten.threshold_backward(grad, out, 0)
+        need_x, need_w, need_b, need_z = ctx.needs_input_grad[:4]
+        gx = gw = gb = None
+        if need_x or need_w or need_b:
+            gx, gw, gb = torch.ops.aten.convolution_backward(
+                masked.contiguous(memory_format=_format_of(out)),
+                x,
+                weight,
+                [weight.shape[0]] if need_b else None,
+                stride,
+                padding,
+                dilation,
+                False,
+                [0] * len(stride),
+                groups,
+                [need_x, need_w, need_b],
+            )
+        gz = masked if ctx.has_z and need_z else None
+        return gx, gw, gb, gz, None, None, None, None
+
+
+def _format_of(x: torch.Tensor) -> torch.memory_format:
+    return torch.channels_last if _channels_last(x) else torch.contiguous_format
 
 
 def _foldable(conv: object, bn: object) -> bool:
@@ -101,9 +197,64 @@ def fold_batch_norms(classifier: nn.Module) -> nn.Module | None:
         folded += 1
     if not folded:
         return None
+    _fuse_activations(gm)
     gm.graph.lint()
     gm.recompile()
     return gm
+
+
+_RELUS = (F.relu, torch.relu)
+_ADDS = (operator.add, operator.iadd, torch.add)
+
+
+def _is_relu(gm: fx.GraphModule, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return isinstance(gm.get_submodule(str(node.target)), nn.ReLU)
+    return node.op == "call_function" and node.target in _RELUS and len(node.args) == 1
+
+
+def _sole_user(node: fx.Node) -> fx.Node | None:
+    return next(iter(node.users)) if len(node.users) == 1 else None
+
+
+def _fuse_activations(gm: fx.GraphModule) -> None:
+    """Folded convolutions followed by a ReLU (``relu(f(x))``) or by a residual sum and a
+    ReLU (``relu(f(x) + z)``, a ResNet block's end) become one fused call."""
+    for node in list(gm.graph.nodes):
+        if node.op != "call_module" or not str(node.target).startswith("folded_"):
+            continue
+        folded = gm.get_submodule(str(node.target))
+        user = _sole_user(node)
+        if user is None:
+            continue
+        if _is_relu(gm, user):
+            anchor, last, extra = user, user, ()
+        elif (
+            user.op == "call_function"
+            and user.target in _ADDS
+            and len(user.args) == 2
+            and not user.kwargs
+            and all(isinstance(a, fx.Node) for a in user.args)
+            and user.args[0] is not user.args[1]
+            and (relu := _sole_user(user)) is not None
+            and _is_relu(gm, relu)
+        ):
+            other = user.args[1] if user.args[0] is node else user.args[0]
+            anchor, last, extra = relu, relu, (other,)
+        else:
+            continue
+        name = f"{node.target}_relu"
+        gm.add_submodule(
+            name,
+            FoldedConvBatchNorm(folded.conv, folded.bn, relu=True, residual=bool(extra)),
+        )
+        # Inserted where the ReLU was: the residual branch is computed by then.
+        with gm.graph.inserting_before(anchor):
+            fused = gm.graph.call_module(name, (*node.args, *extra))
+        last.replace_all_uses_with(fused)
+        for dead in [last, user, node] if extra else [last, node]:
+            gm.graph.erase_node(dead)
+        gm.delete_submodule(str(node.target))
 
 
 def eval_view(classifier: nn.Module) -> nn.Module:

@@ -7,9 +7,10 @@ import weakref
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from generators.folding import FoldedConvBatchNorm, eval_view, fold_batch_norms
+from generators.folding import FoldedConvBatchNorm, _ConvBiasReLU, eval_view, fold_batch_norms
 from generators.training import frozen
 from trainers.models import create_model
 
@@ -120,3 +121,45 @@ def test_cached_view_dies_with_its_classifier():
     del model
     gc.collect()
     assert ref() is None
+
+
+def test_resnet_blocks_end_in_fused_relu_and_residual_calls():
+    view = eval_view(create_model("resnet50", num_classes=10))
+    folded = [m for m in view.modules() if isinstance(m, FoldedConvBatchNorm)]
+    # Stem + 16 bottlenecks x (two conv-bn-relu, one conv-bn-add-relu); 4 downsample convs.
+    assert sum(m.relu and not m.residual for m in folded) == 1 + 2 * 16
+    assert sum(m.residual for m in folded) == 16
+    assert sum(not m.relu for m in folded) == 4
+
+
+def _reference_cudnn(monkeypatch):
+    """cuDNN's fused ops stood in for by their definitions, so the custom backward is
+    checked on CPU (the real ops run on the GPU benchmark)."""
+
+    def conv_relu(x, w, b, stride, padding, dilation, groups):
+        return F.relu(F.conv2d(x, w, b, stride, padding, dilation, groups))
+
+    def conv_add_relu(x, w, z, alpha, b, stride, padding, dilation, groups):
+        return F.relu(F.conv2d(x, w, b, stride, padding, dilation, groups) + alpha * z)
+
+    monkeypatch.setattr(torch, "cudnn_convolution_relu", conv_relu)
+    monkeypatch.setattr(torch, "cudnn_convolution_add_relu", conv_add_relu)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_fused_conv_relu_backward_matches_autograd(monkeypatch, residual):
+    _reference_cudnn(monkeypatch)
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 4, 7, 7, dtype=torch.float64, generator=g, requires_grad=True)
+    w = torch.randn(6, 4, 3, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(6, dtype=torch.float64, generator=g, requires_grad=True)
+    z = torch.randn(2, 6, 4, 4, dtype=torch.float64, generator=g, requires_grad=True)
+    z = z if residual else None
+    args = ([2, 2], [1, 1], [1, 1], 1)
+    inputs = (x, w, b, z) if residual else (x, w, b)
+
+    def fused(*tensors):
+        zz = tensors[3] if residual else None
+        return _ConvBiasReLU.apply(*tensors[:3], zz, *args)
+
+    assert torch.autograd.gradcheck(fused, inputs)
