@@ -32,6 +32,15 @@ def _eval_and_input_grad(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tenso
     return out.detach(), grad
 
 
+def _assert_same_eval_function(model: nn.Module, view: nn.Module, x: torch.Tensor) -> None:
+    """Output and input gradient of ``view`` equal the eval-mode classifier's (float64)."""
+    with frozen(model):
+        ref_out, ref_grad = _eval_and_input_grad(model, x)
+        out, grad = _eval_and_input_grad(view, x)
+    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
+
+
 def _folded_count(view: nn.Module) -> int:
     return sum(isinstance(m, FoldedConvBatchNorm) for m in view.modules())
 
@@ -44,11 +53,7 @@ def test_resnet_view_folds_every_batch_norm_and_computes_the_same_function():
     view = eval_view(model)
     n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     assert _folded_count(view) == n_bn == 20
-    with frozen(model):
-        ref_out, ref_grad = _eval_and_input_grad(model, x)
-        out, grad = _eval_and_input_grad(view, x)
-    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
+    _assert_same_eval_function(model, view, x)
 
 
 def test_view_follows_the_classifier_as_it_trains():
@@ -62,11 +67,7 @@ def test_view_follows_the_classifier_as_it_trains():
     nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 3])).backward()
     opt.step()
     assert eval_view(model) is view  # cached, not rebuilt
-    with frozen(model):
-        ref_out, ref_grad = _eval_and_input_grad(model, x)
-        out, grad = _eval_and_input_grad(view, x)
-    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-12)
-    torch.testing.assert_close(grad, ref_grad, rtol=1e-10, atol=1e-12)
+    _assert_same_eval_function(model, view, x)
 
 
 def test_view_shares_the_classifier_parameters_and_adds_none():
@@ -82,25 +83,22 @@ def test_model_without_batch_norm_is_used_as_it_is():
     assert eval_view(model) is model
 
 
-class _Branchy(nn.Module):
-    """A conv whose output feeds a batch norm and a skip: folding would change the skip."""
-
+class _ConvBatchNorm(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = nn.Conv2d(3, 3, 3, padding=1)
         self.bn = nn.BatchNorm2d(3)
+
+
+class _Branchy(_ConvBatchNorm):
+    """A conv whose output feeds a batch norm and a skip: folding would change the skip."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv(x)
         return self.bn(h) + h
 
 
-class _Untraceable(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.bn = nn.BatchNorm2d(3)
-
+class _Untraceable(_ConvBatchNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.sum() > 0:  # data-dependent control flow: torch.fx cannot trace it
             return self.bn(self.conv(x))
