@@ -260,7 +260,9 @@ def _fuse_activations(gm: fx.GraphModule) -> None:
 def eval_view(classifier: nn.Module) -> nn.Module:
     """``classifier``'s eval-mode function with batch norms folded (``fold_batch_norms``),
     built once per classifier and cached; the classifier itself when nothing folds. Call it
-    only while the classifier is in eval mode (``generators.training.frozen``)."""
+    only while the classifier is in eval mode (``generators.training.frozen``). The view
+    holds the submodules it traced: weights and statistics may change, but a submodule
+    replaced after the first call (e.g. a batch norm swapped for another class) is not seen."""
     if classifier not in _VIEWS:
         _VIEWS[classifier] = fold_batch_norms(classifier)
     view = _VIEWS[classifier]
