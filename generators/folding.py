@@ -91,15 +91,22 @@ def _fused(
         z = z.to(dtype) if z is not None else None
     else:
         weight, bias = weight.to(x.dtype), bias.to(x.dtype)
-    memory_format = torch.channels_last if _channels_last(x) else torch.contiguous_format
-    weight = weight.contiguous(memory_format=memory_format)
+    weight = weight.contiguous(memory_format=memory_format_of(x))
     return _ConvBiasReLU.apply(
         x, weight, bias, z, list(conv.stride), list(conv.padding), list(conv.dilation), conv.groups
     )
 
 
-def _channels_last(x: torch.Tensor) -> bool:
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+def memory_format_of(x: torch.Tensor) -> torch.memory_format:
+    """``channels_last`` for a 4-D tensor laid out that way (and not also plain
+    contiguous, as 1x1 images are), else ``contiguous_format``."""
+    if (
+        x.dim() == 4
+        and x.is_contiguous(memory_format=torch.channels_last)
+        and not x.is_contiguous()
+    ):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 class _ConvBiasReLU(torch.autograd.Function):
@@ -129,7 +136,7 @@ class _ConvBiasReLU(torch.autograd.Function):
         gx = gw = gb = None
         if need_x or need_w or need_b:
             gx, gw, gb = torch.ops.aten.convolution_backward(
-                masked.contiguous(memory_format=_format_of(out)),
+                masked.contiguous(memory_format=memory_format_of(out)),
                 x,
                 weight,
                 [weight.shape[0]] if need_b else None,
@@ -143,10 +150,6 @@ class _ConvBiasReLU(torch.autograd.Function):
             )
         gz = masked if ctx.has_z and need_z else None
         return gx, gw, gb, gz, None, None, None, None
-
-
-def _format_of(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if _channels_last(x) else torch.contiguous_format
 
 
 def _foldable(conv: object, bn: object) -> bool:
@@ -228,7 +231,7 @@ def _fuse_activations(gm: fx.GraphModule) -> None:
         if user is None:
             continue
         if _is_relu(gm, user):
-            anchor, last, extra = user, user, ()
+            relu, extra = user, ()
         elif (
             user.op == "call_function"
             and user.target in _ADDS
@@ -240,7 +243,7 @@ def _fuse_activations(gm: fx.GraphModule) -> None:
             and _is_relu(gm, relu)
         ):
             other = user.args[1] if user.args[0] is node else user.args[0]
-            anchor, last, extra = relu, relu, (other,)
+            extra = (other,)
         else:
             continue
         name = f"{node.target}_relu"
@@ -249,10 +252,10 @@ def _fuse_activations(gm: fx.GraphModule) -> None:
             FoldedConvBatchNorm(folded.conv, folded.bn, relu=True, residual=bool(extra)),
         )
         # Inserted where the ReLU was: the residual branch is computed by then.
-        with gm.graph.inserting_before(anchor):
+        with gm.graph.inserting_before(relu):
             fused = gm.graph.call_module(name, (*node.args, *extra))
-        last.replace_all_uses_with(fused)
-        for dead in [last, user, node] if extra else [last, node]:
+        relu.replace_all_uses_with(fused)
+        for dead in [relu, user, node] if extra else [relu, node]:
             gm.graph.erase_node(dead)
         gm.delete_submodule(str(node.target))
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generators.folding import eval_view
+from generators.folding import eval_view, memory_format_of
 from generators.networks import NoiseGenerator, create_generator
 from generators.rescale import clipping_aware_rescale
 
@@ -75,18 +75,6 @@ def generator_step(
         (-ce).backward()
         optimizer.step()
     return ce.detach()
-
-
-def memory_format_of(x: torch.Tensor) -> torch.memory_format:
-    """``channels_last`` for a 4-D tensor laid out that way (and not also plain
-    contiguous, as 1x1 images are), else ``contiguous_format``."""
-    if (
-        x.dim() == 4
-        and x.is_contiguous(memory_format=torch.channels_last)
-        and not x.is_contiguous()
-    ):
-        return torch.channels_last
-    return torch.contiguous_format
 
 
 def train_generator_from_scratch(
