@@ -29,7 +29,7 @@ class NoiseGenerator(nn.Module):
         self.channels = channels
         self.kernel = kernel
         self.margin = kernel // 2  # pixels z is drawn larger on each side
-        # Channel widths padded to a multiple of this in forward (None: 8 on CUDA, else 1).
+        # GPU path: channel widths padded to a multiple of this (None: 8; 1: no padding).
         self.channel_align: int | None = None
         self.net = nn.Sequential(
             nn.Conv2d(channels, hidden, 1),
@@ -48,13 +48,18 @@ class NoiseGenerator(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         m = self.margin
         residual = z[:, :, m : z.shape[2] - m, m : z.shape[3] - m] if m else z
-        # Run in channels-last order, where a 1x1 convolution is a per-pixel linear map:
-        # one GEMM instead of a convolution kernel tuned for many channels. Same weights,
-        # same function; on CPU it makes the generator's forward + backward ~3x faster.
-        # On a GPU the channel widths are zero-padded to a multiple of 8 (16 bytes in bf16):
-        # GEMMs over 20 or 3 channels are misaligned for the tensor cores. The padded
-        # channels stay exactly 0 (zero weights and bias, ReLU(0) = 0) and padding is part
-        # of the graph, so the function and the gradients of the real weights are unchanged.
+        if z.is_cuda or self.kernel != 1:
+            return residual + self._pixels_last(z)
+        return residual + self._channels_first(z)
+
+    def _pixels_last(self, z: torch.Tensor) -> torch.Tensor:
+        """GPU, and the 3x3 generator on CPU: the net in channels-last order, where a 1x1
+        convolution is a per-pixel linear map, one GEMM ``[pixels, C] @ [C, C']`` per layer
+        (and the 3x3 convolution gets a channels-last input, which oneDNN runs fastest).
+        On a GPU the channel widths are zero-padded to a multiple of 8 (16 bytes in bf16):
+        GEMMs over 20 or 3 channels are misaligned for the tensor cores. The padded
+        channels stay exactly 0 (zero weights and bias, ReLU(0) = 0) and padding is part
+        of the graph, so the function and the gradients of the real weights are unchanged."""
         align = getattr(self, "channel_align", None) or (GPU_CHANNEL_ALIGN if z.is_cuda else 1)
         h = z.permute(0, 2, 3, 1)
         for layer in self.net:
@@ -66,7 +71,27 @@ class NoiseGenerator(nn.Module):
                     h = F.conv2d(h.permute(0, 3, 1, 2), weight, bias).permute(0, 2, 3, 1)
             else:
                 h = layer(h)
-        return residual + h[..., : self.channels].permute(0, 3, 1, 2)
+        return h[..., : self.channels].permute(0, 3, 1, 2)
+
+    def _channels_first(self, z: torch.Tensor) -> torch.Tensor:
+        """The 1x1 generator on CPU: the net on ``[C, pixels]`` matrices, each layer being
+        ``W @ h + b``. With the pixels as the long, contiguous axis the GEMMs stream, the
+        bias gradients are row sums and every elementwise pass runs over contiguous memory:
+        on 2 threads the forward + backward for 128 MNIST digits takes ~13 ms against ~22
+        in channels-last order. For one input channel z is already this matrix (a view)."""
+        c = z.shape[1]
+        h = z.transpose(0, 1).reshape(c, -1)
+        for layer in self.net:
+            if isinstance(layer, nn.Conv2d):
+                weight = layer.weight.flatten(1)  # [out, in]: a 1x1 kernel
+                h = (
+                    weight @ h
+                    if layer.bias is None
+                    else torch.addmm(layer.bias[:, None], weight, h)
+                )
+            else:
+                h = torch.relu_(h)  # on a fresh GEMM output, which no backward reads
+        return h.view(c, z.shape[0], z.shape[2], z.shape[3]).transpose(0, 1)
 
     def latent_shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
         m = 2 * self.margin

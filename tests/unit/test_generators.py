@@ -82,23 +82,52 @@ def test_gaussian_and_speckle_samplers():
     assert torch.equal(SpeckleNoise([0.6])(zeros, rng=g), zeros)
 
 
+def _output_and_grads(gen, forward, z):
+    gen.zero_grad()
+    out = forward(z)
+    out.square().sum().backward()
+    return out.detach(), [p.grad.clone() for p in gen.parameters()]
+
+
+def _away_from_init(kind, channels):
+    torch.manual_seed(0)
+    gen = create_generator(kind, channels=channels).double()
+    for p in gen.parameters():  # away from the near-identity init, so every layer matters
+        p.data.normal_(0.0, 0.5)
+    return gen
+
+
 @pytest.mark.parametrize("kind", ["1x1", "3x3"])
 def test_channel_padding_keeps_the_function_and_the_weight_gradients(kind):
     """The GPU path pads channel widths to a multiple of 8: same noise, same gradients."""
-    torch.manual_seed(0)
-    gen = create_generator(kind, channels=3).double()
-    for p in gen.parameters():  # away from the near-identity init, so every layer matters
-        p.data.normal_(0.0, 0.5)
+    gen = _away_from_init(kind, 3)
     z = torch.randn(gen.latent_shape(2, 6, 5), dtype=torch.float64)
     results = []
     for align in (1, 8):
         gen.channel_align = align
-        gen.zero_grad()
-        out = gen(z)
-        out.square().sum().backward()
-        results.append((out.detach(), [p.grad.clone() for p in gen.parameters()]))
+        results.append(_output_and_grads(gen, gen._pixels_last, z))
     (out1, grads1), (out8, grads8) = results
+    assert out1.shape == (2, 3, 6, 5)
     torch.testing.assert_close(out8, out1, rtol=1e-12, atol=1e-12)
     for g8, g1 in zip(grads8, grads1, strict=True):
         assert g8.shape == g1.shape  # gradients land on the real weights only
         torch.testing.assert_close(g8, g1, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_cpu_channels_first_path_matches_the_per_pixel_layers(channels):
+    """The 1x1 generator's CPU path ([C, pixels] matrices) is the same function with the
+    same gradients as the per-pixel (channels-last) layers and the convolutions of ``net``."""
+    gen = _away_from_init("1x1", channels)
+    z = torch.randn(gen.latent_shape(2, 6, 5), dtype=torch.float64)
+    gen.channel_align = 1
+    out_cf, grads_cf = _output_and_grads(gen, gen._channels_first, z)
+    out_pl, grads_pl = _output_and_grads(gen, gen._pixels_last, z)
+    out_net, grads_net = _output_and_grads(gen, gen.net, z)
+    assert out_cf.shape == (2, channels, 6, 5)
+    for out, grads in ((out_pl, grads_pl), (out_net, grads_net)):
+        torch.testing.assert_close(out_cf, out, rtol=1e-12, atol=1e-12)
+        for a, b in zip(grads_cf, grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    m = gen.margin
+    torch.testing.assert_close(gen(z), z[:, :, m : z.shape[2] - m, m : z.shape[3] - m] + out_cf)
