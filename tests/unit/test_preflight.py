@@ -205,6 +205,9 @@ def test_token_auth_is_left_to_the_cluster(monkeypatch, address, env, joins):
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    # set, then removed: monkeypatch restores the original (absent) state afterwards
+    monkeypatch.setenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "unset")
+    monkeypatch.delenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER")
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     fake = FakeInit()
@@ -216,8 +219,11 @@ def test_token_auth_is_left_to_the_cluster(monkeypatch, address, env, joins):
         # ~/.ray/auth_token) itself; antray must not switch authentication off.
         assert "RAY_AUTH_MODE" not in os.environ
         assert "resources" not in fake.kwargs
+        # A cluster's nodes can be drained (spot): Train keeps watching for it.
+        assert "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in os.environ
     else:
         assert os.environ["RAY_AUTH_MODE"] == "disabled"  # antray's own private instance
+        assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"  # nothing to drain
         assert fake.kwargs["resources"] == {"antray_head": 1.0}
         # A new instance, never the latest cluster Ray recorded in /tmp/ray.
         assert fake.kwargs["address"] == "local"
