@@ -82,8 +82,8 @@ def ensure_ray(
         else:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             # One machine: no node of it can be drained or preempted, so Train V2's
-            # preemption watcher (an actor polling the drain state every 5 s, 1.9 % of a
-            # core beside a training worker on 2 cores) has nothing to watch. The setting
+            # preemption watcher (an actor polling the drain state every 5 s, ~0.6 % of a
+            # core in benchmarks/ray_background_cpu.py) has nothing to watch. The setting
             # reaches Train's controller through the environment the raylet inherits.
             os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
             ray.init(

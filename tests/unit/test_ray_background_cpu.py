@@ -1,0 +1,41 @@
+"""benchmarks/ray_background_cpu.py: the /proc reader and the process labels (the Ray run
+itself is a benchmark, not a test)."""
+
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ray_background_cpu.py"
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("ray_background_cpu", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["ray_background_cpu"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cpu_seconds_sees_this_process_use_cpu():
+    script = load_script()
+    before = script.cpu_seconds()[os.getpid()][0]
+    end = time.process_time() + 0.3
+    while time.process_time() < end:  # burn 0.3 s of CPU
+        pass
+    after = script.cpu_seconds()[os.getpid()][0]
+    assert 0.2 <= after - before <= 1.0
+
+
+def test_labels_name_ray_actors_and_daemons():
+    script = load_script()
+    assert script._label("ray::ReplayStoreActor   ") == "ray::ReplayStoreActor"
+    assert script._label("/venv/lib/ray/core/src/ray/raylet/raylet --x=1") == "raylet"
+    assert script._label("/venv/bin/python -u /venv/lib/ray/_private/log_monitor.py") == (
+        "log_monitor.py"
+    )
+    assert script._label("") == ""
