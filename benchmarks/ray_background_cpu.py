@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     deadline = time.monotonic() + 300
     while not any(label == "ray::RayTrainWorker" for _, label in cpu_seconds().values()):
         if not child.is_alive() or time.monotonic() > deadline:
+            child.terminate()
             sys.exit("the Train worker never started")
         time.sleep(0.5)
     time.sleep(args.settle)

@@ -29,7 +29,8 @@ class NoiseGenerator(nn.Module):
         self.channels = channels
         self.kernel = kernel
         self.margin = kernel // 2  # pixels z is drawn larger on each side
-        # GPU path: channel widths padded to a multiple of this (None: 8; 1: no padding).
+        # The channels-last path (GPU; 3x3 on CPU): channel widths padded to a multiple of
+        # this (None: 8 on CUDA, 1 elsewhere; 1: no padding).
         self.channel_align: int | None = None
         self.net = nn.Sequential(
             nn.Conv2d(channels, hidden, 1),
@@ -77,21 +78,18 @@ class NoiseGenerator(nn.Module):
         """The 1x1 generator on CPU: the net on ``[C, pixels]`` matrices, each layer being
         ``W @ h + b``. With the pixels as the long, contiguous axis the GEMMs stream, the
         bias gradients are row sums and every elementwise pass runs over contiguous memory:
-        on 2 threads the forward + backward for 128 MNIST digits takes ~13 ms against ~22
+        on 2 threads the forward + backward for 128 MNIST digits takes ~12 ms against ~22
         in channels-last order. For one input channel z is already this matrix (a view)."""
-        c = z.shape[1]
-        h = z.transpose(0, 1).reshape(c, -1)
+        h = z.transpose(0, 1).reshape(z.shape[1], -1)
         for layer in self.net:
-            if isinstance(layer, nn.Conv2d):
-                weight = layer.weight.flatten(1)  # [out, in]: a 1x1 kernel
-                h = (
-                    weight @ h
-                    if layer.bias is None
-                    else torch.addmm(layer.bias[:, None], weight, h)
-                )
-            else:
+            if isinstance(layer, nn.Conv2d) and layer.kernel_size == (1, 1):
+                weight, bias = layer.weight.flatten(1), layer.bias  # weight: [out, in]
+                h = weight @ h if bias is None else torch.addmm(bias[:, None], weight, h)
+            elif isinstance(layer, nn.ReLU):
                 h = torch.relu_(h)  # on a fresh GEMM output, which no backward reads
-        return h.view(c, z.shape[0], z.shape[2], z.shape[3]).transpose(0, 1)
+            else:
+                raise TypeError(f"the channels-first path has no rule for {layer}")
+        return h.view(h.shape[0], z.shape[0], z.shape[2], z.shape[3]).transpose(0, 1)
 
     def latent_shape(self, batch: int, height: int, width: int) -> tuple[int, int, int, int]:
         m = 2 * self.margin

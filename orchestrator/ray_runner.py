@@ -83,9 +83,12 @@ def ensure_ray(
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             # One machine: no node of it can be drained or preempted, so Train V2's
             # preemption watcher (an actor polling the drain state every 5 s, ~0.6 % of a
-            # core in benchmarks/ray_background_cpu.py) has nothing to watch. The setting
-            # reaches Train's controller through the environment the raylet inherits.
-            os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+            # core in benchmarks/ray_background_cpu.py) has nothing to watch. Set in this
+            # instance's job environment, not in os.environ: Train copies the driver's
+            # os.environ to every later run, which may be on a cluster. A value the user
+            # set is left to Train.
+            watcher = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
+            env_vars = {} if watcher in os.environ else {watcher: "0"}
             ray.init(
                 # "local": always a new instance. Without it ray.init() joins whatever
                 # /tmp/ray/ray_current_cluster names (another antray run, a test cluster,
@@ -97,6 +100,7 @@ def ensure_ray(
                 # This one node is the head: the store, stop flag and trial drivers
                 # find the marker they ask for on a cluster.
                 resources={head_resource: HEAD_RESOURCE_AMOUNT},
+                runtime_env={"env_vars": env_vars} if env_vars else None,
             )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or os.environ.get("RAY_ADDRESS") or "a local instance"

@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
+from torch.autograd.function import once_differentiable
+from torch.nn.modules.utils import _pair
 
 
 class _PatchConv(torch.autograd.Function):
@@ -46,6 +48,7 @@ class _PatchConv(torch.autograd.Function):
         return out.view(n, h_out, w_out, out_ch).permute(0, 3, 1, 2)
 
     @staticmethod
+    @once_differentiable  # the saved patches carry no graph: a second derivative must raise
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         patches, weight = ctx.saved_tensors
         n, c, h, w, h_out, w_out, ph, pw = ctx.geometry
@@ -71,11 +74,12 @@ class _PatchConv(torch.autograd.Function):
 def patch_conv2d(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: tuple[int, int]
 ) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias, padding=padding)`` (stride 1): a patch GEMM on CPU,
-    the plain convolution elsewhere."""
-    if x.device.type != "cpu":
+    """``F.conv2d(x, weight, bias, padding=padding)`` (stride 1) for a batch ``[N, C, H, W]``:
+    a patch GEMM on CPU, the plain convolution elsewhere and under CPU autocast (whose
+    low-precision GEMM the written-out backward does not mirror)."""
+    if x.device.type != "cpu" or x.dim() != 4 or torch.is_autocast_enabled("cpu"):
         return F.conv2d(x, weight, bias, padding=padding)
-    return _PatchConv.apply(x, weight, bias, padding)
+    return _PatchConv.apply(x, weight, bias, _pair(padding))
 
 
 class PatchConv2d(nn.Conv2d):

@@ -40,10 +40,13 @@ def test_patch_conv_is_conv2d_with_its_gradients(channels, kernel, padding, bias
     assert torch.autograd.gradcheck(lambda *a: patch_conv2d(*a, padding), (x, w, b))
 
 
-def test_patch_conv_skips_the_gradients_nobody_asked_for():
+def test_patch_conv_keeps_no_patches_for_a_frozen_weight():
     x = torch.randn(2, 1, 5, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, 1, 3, 3, dtype=torch.float64)  # frozen: only the input gradient
-    (gx,) = torch.autograd.grad(patch_conv2d(x, w, None, (1, 1)).sum(), [x])
+    out = patch_conv2d(x, w, None, (1, 1))
+    patches, _ = out.grad_fn.saved_tensors
+    assert patches is None  # the generator step's frozen classifier stores no patches
+    (gx,) = torch.autograd.grad(out.sum(), [x])
     (ref,) = torch.autograd.grad(F.conv2d(x, w, None, padding=1).sum(), [x])
     torch.testing.assert_close(gx, ref, rtol=1e-12, atol=1e-12)
 
@@ -59,6 +62,19 @@ def test_patch_conv2d_module_is_a_conv2d_and_falls_back_where_it_cannot_patch():
     strided = PatchConv2d(2, 4, 3, stride=2, padding=1).double()
     strided.load_state_dict(plain.state_dict())
     torch.testing.assert_close(strided(x), F.conv2d(x, plain.weight, plain.bias, 2, 1))
+    torch.testing.assert_close(patched(x[0]), plain(x[0]))  # an unbatched image: plain conv
+
+
+def test_patch_conv_refuses_a_second_derivative_and_defers_to_cpu_autocast():
+    x = torch.randn(2, 1, 5, 5, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 1, 3, 3, dtype=torch.float64, requires_grad=True)
+    (gw,) = torch.autograd.grad(patch_conv2d(x, w, None, 1).sum(), [w], create_graph=True)
+    with pytest.raises(RuntimeError):
+        gw.sum().backward()  # once_differentiable: an error, not a wrong second derivative
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = patch_conv2d(x.float(), w.float(), None, 1)
+    assert out.dtype == torch.bfloat16  # autocast's own convolution
+    out.float().sum().backward()
 
 
 def _reference_madry(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

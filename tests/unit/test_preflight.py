@@ -220,10 +220,15 @@ def test_token_auth_is_left_to_the_cluster(monkeypatch, address, env, joins):
         assert "RAY_AUTH_MODE" not in os.environ
         assert "resources" not in fake.kwargs
         # A cluster's nodes can be drained (spot): Train keeps watching for it.
-        assert "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in os.environ
+        assert "runtime_env" not in fake.kwargs
     else:
         assert os.environ["RAY_AUTH_MODE"] == "disabled"  # antray's own private instance
-        assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"  # nothing to drain
+        # One machine, nothing to drain: off in this instance's job environment only,
+        # so a later run on a cluster from this process keeps Train's watcher.
+        assert fake.kwargs["runtime_env"] == {
+            "env_vars": {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+        }
+        assert "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in os.environ
         assert fake.kwargs["resources"] == {"antray_head": 1.0}
         # A new instance, never the latest cluster Ray recorded in /tmp/ray.
         assert fake.kwargs["address"] == "local"

@@ -24,11 +24,14 @@ def load_script():
 def test_cpu_seconds_sees_this_process_use_cpu():
     script = load_script()
     before = script.cpu_seconds()[os.getpid()][0]
+    start = time.perf_counter()
     end = time.process_time() + 0.3
     while time.process_time() < end:  # burn 0.3 s of CPU
         pass
     after = script.cpu_seconds()[os.getpid()][0]
-    assert 0.2 <= after - before <= 1.0
+    # Other threads of the pytest process may add CPU time, never more than the cores had.
+    elapsed = time.perf_counter() - start
+    assert 0.2 <= after - before <= elapsed * (os.cpu_count() or 1) + 0.05
 
 
 def test_labels_name_ray_actors_and_daemons():
