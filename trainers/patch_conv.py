@@ -44,15 +44,16 @@ class _PatchConv(torch.autograd.Function):
         flat = weight.reshape(out_ch, -1)
         out = patches @ flat.t() if bias is None else torch.addmm(bias, patches, flat.t())
         ctx.save_for_backward(patches if ctx.needs_input_grad[1] else None, weight)
-        ctx.geometry = (n, c, h, w, h_out, w_out, ph, pw)
+        ctx.geometry = (h, w, ph, pw)  # the rest is in the shapes of grad and weight
         return out.view(n, h_out, w_out, out_ch).permute(0, 3, 1, 2)
 
     @staticmethod
     @once_differentiable  # the saved patches carry no graph: a second derivative must raise
     def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
         patches, weight = ctx.saved_tensors
-        n, c, h, w, h_out, w_out, ph, pw = ctx.geometry
-        out_ch, _, kh, kw = weight.shape
+        h, w, ph, pw = ctx.geometry
+        n, _, h_out, w_out = grad.shape
+        out_ch, c, kh, kw = weight.shape
         g = grad.permute(0, 2, 3, 1).reshape(n * h_out * w_out, out_ch)  # free if channels-last
         gx = gw = gb = None
         if ctx.needs_input_grad[0]:
