@@ -16,6 +16,7 @@ from torch import nn
 
 from generators.folding import eval_view, memory_format_of
 from generators.networks import NoiseGenerator, create_generator
+from generators.optim import adam
 from generators.rescale import clipping_aware_rescale
 
 FROM_SCRATCH_LR = 5e-4  # Adam lr for a fresh generator against a fixed classifier
@@ -100,7 +101,7 @@ def train_generator_from_scratch(
         torch.manual_seed(seed)
         generator = create_generator(kind, channels=first_x.shape[1])
     generator.to(device)
-    optimizer = torch.optim.Adam(generator.parameters(), lr=lr)
+    optimizer = adam(generator.parameters(), lr=lr)
     classifier = classifier.to(device)
     history: list[torch.Tensor] = []  # read once at the end: no device sync per step
     for x, y in itertools.islice(_cycle(batches), iterations):

@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from generators.networks import NoiseGenerator
+from generators.optim import load_optimizer_state
 from trainers.generator_service import GeneratorService, cpu_state
 from trainers.steps import bare
 
@@ -179,7 +180,7 @@ class GeneratorLife:
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("generator") is not None:
             bare(self.generator).load_state_dict(state["generator"])
-            self.optimizer.load_state_dict(state["generator_optimizer"])
+            load_optimizer_state(self.optimizer, state["generator_optimizer"])
         if state.get("service") is not None:
             self.service.load_state(state["service"])
         # A restart in flight died with the old workers: ask again at the first step.

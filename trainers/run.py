@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from generators.networks import create_generator
+from generators.optim import adam, load_optimizer_state, sgd
 from trainers.data import (
     IMAGE_SPECS,
     DataRoot,
@@ -71,8 +72,8 @@ def per_worker_batch(batch_size: int, world_size: int) -> int:
 def build_optimizer(cfg: Any, params) -> torch.optim.Optimizer:
     o = cfg.optim
     if o.optimizer == "adam":
-        return torch.optim.Adam(params, lr=o.lr, weight_decay=o.weight_decay)
-    return torch.optim.SGD(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+        return adam(params, lr=o.lr, weight_decay=o.weight_decay)
+    return sgd(params, lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
 
 
 def setup_run(
@@ -202,7 +203,7 @@ def _generator_life(cfg, env, model, precision, service) -> GeneratorLife:
     )
     return GeneratorLife(
         generator,
-        torch.optim.Adam(generator.parameters(), lr=cfg.ant.generator_lr),
+        adam(generator.parameters(), lr=cfg.ant.generator_lr),
         service,
         Schedule.from_config(cfg.ant),
         classifier=bare(model),
@@ -278,7 +279,7 @@ def checkpoint_state(
 
 def restore(run: Run, state: dict[str, Any]) -> None:
     bare(run.model).load_state_dict(state["model"])
-    run.optimizer.load_state_dict(state["optimizer"])
+    load_optimizer_state(run.optimizer, state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
     if run.life is not None:
         run.life.load_state(state)
