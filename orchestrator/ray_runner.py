@@ -30,6 +30,7 @@ OUTSIDE_ANY_PLACEMENT_GROUP = "DEFAULT"
 DEFAULT_HEAD_RESOURCE = "antray_head"
 
 PROBE_TIMEOUT_S = 5.0
+STATE_API_TIMEOUT_S = 60.0
 
 
 def probe_address(address: str) -> None:
@@ -105,6 +106,45 @@ def ensure_ray(
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or os.environ.get("RAY_ADDRESS") or "a local instance"
         raise UserError(f"cannot reach Ray at {where}: {str(exc).splitlines()[0]}") from None
+    if not (address or "").startswith("ray://"):  # a Ray client has no local State API
+        wait_for_state_api()
+
+
+def wait_for_state_api(timeout_s: float = STATE_API_TIMEOUT_S) -> bool:
+    """Wait until Ray's State API answers (the dashboard has put its address in the GCS);
+    False, with a warning, when it does not within ``timeout_s`` or Ray has no dashboard.
+
+    Train V2's placement-group cleaner asks the State API whether a run's controller is
+    alive, and frees the run's worker placement group once it is not (a Tune trial that
+    ASHA stopped, a driver that died). In Ray 2.60 the cleaner's monitor thread dies on the
+    first ``ConnectionError`` ("Could not read 'dashboard' from GCS", raised after 40 s
+    without a dashboard), and from then on nothing frees those placement groups: the next
+    trial waits for their GPUs for ever. A dashboard that is still starting is what makes
+    the first query fail, so runs start only once it answers."""
+    try:
+        import ray.dashboard.optional_deps  # noqa: F401  (what Ray needs to run a dashboard)
+    except ImportError:
+        _warn_once(
+            "[antray] Ray runs without its dashboard (install ray[default]): Train cannot "
+            "free the resources of a run whose controller dies, e.g. a trial Tune stopped"
+        )
+        return False
+    from ray.util.state import list_nodes
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            list_nodes(limit=1, timeout=5)
+            return True
+        except Exception as exc:  # ConnectionError while it starts, RayStateApiException
+            if time.monotonic() >= deadline:
+                first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                _warn_once(
+                    f"[antray] Ray's State API did not answer within {timeout_s:.0f} s "
+                    f"({first}): resources of a stopped trial or a dead run may stay reserved"
+                )
+                return False
+            time.sleep(0.5)
 
 
 def head_options(head_resource: str) -> dict[str, Any]:

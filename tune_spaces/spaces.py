@@ -76,10 +76,12 @@ def param_space(
 
 
 def asha_scheduler(*, max_epochs: int, grace_period: int = 1, reduction_factor: int = 2):
-    """ASHA on epochs: a trial reports once per epoch (``training_iteration``)."""
-    from ray.tune.schedulers import ASHAScheduler
+    """ASHA on epochs: a trial reports once per epoch (``training_iteration``); it may stop
+    a weak trial at an earlier rung but lets every trial finish its last epoch by itself
+    (``tune_spaces.asha``)."""
+    from tune_spaces.asha import FinishingASHA
 
-    return ASHAScheduler(
+    return FinishingASHA(
         time_attr="training_iteration",
         max_t=max_epochs,
         grace_period=min(grace_period, max_epochs),

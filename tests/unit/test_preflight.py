@@ -262,3 +262,27 @@ def test_config_paths_become_absolute_but_uris_stay_uris(tmp_path, monkeypatch):
     )
     assert cfg.data.root == "s3://bucket/data/"
     assert cfg.model.weights_path == str(tmp_path / "w.pt")
+
+
+def test_state_api_wait_warns_instead_of_hanging(monkeypatch, capsys):
+    import sys
+
+    import ray.util.state
+
+    from orchestrator import ray_runner
+
+    calls = []
+
+    def unreachable(**kwargs):
+        calls.append(kwargs)
+        raise ConnectionError("Could not read 'dashboard' from GCS. Did GCS start successfully?")
+
+    monkeypatch.setattr(ray.util.state, "list_nodes", unreachable)
+    monkeypatch.setattr(ray_runner, "_warned", set())
+    assert ray_runner.wait_for_state_api(timeout_s=0) is False
+    assert calls and "Could not read 'dashboard'" in capsys.readouterr().err
+    monkeypatch.setattr(ray.util.state, "list_nodes", lambda **kwargs: [])
+    assert ray_runner.wait_for_state_api(timeout_s=0) is True
+    monkeypatch.setitem(sys.modules, "ray.dashboard.optional_deps", None)  # no ray[default]
+    assert ray_runner.wait_for_state_api() is False
+    assert "install ray[default]" in capsys.readouterr().err

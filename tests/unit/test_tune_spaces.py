@@ -22,3 +22,33 @@ def test_overrides_and_grid():
     assert SPACES["ant_epsilon"].overrides(8.0) == ["ant.epsilon=8.0"]
     values = grid_values(0.1, 1.0, 3)
     assert values[0] == 0.1 and values[-1] == 1.0 and math.isclose(values[1], 0.3162, rel_tol=1e-3)
+
+
+class _Trial:
+    def __init__(self, trial_id: str) -> None:
+        self.trial_id = trial_id
+
+
+def test_asha_stops_weak_trials_early_but_lets_every_trial_finish_its_last_epoch():
+    from ray.tune.schedulers import ASHAScheduler, TrialScheduler
+
+    from tune_spaces import asha_scheduler
+
+    def decisions(scheduler):
+        scheduler.set_search_properties("acc", "max")
+        good, weak, last = _Trial("good"), _Trial("weak"), _Trial("last")
+        for t in (good, weak, last):
+            scheduler.on_trial_add(None, t)
+        early = [
+            scheduler.on_trial_result(None, good, {"training_iteration": 1, "acc": 0.9}),
+            scheduler.on_trial_result(None, weak, {"training_iteration": 1, "acc": 0.1}),
+        ]
+        final = scheduler.on_trial_result(None, last, {"training_iteration": 4, "acc": 0.05})
+        scheduler.on_trial_complete(None, last, {"training_iteration": 4, "acc": 0.05})
+        return early, final
+
+    early, final = decisions(asha_scheduler(max_epochs=4))
+    assert early == [TrialScheduler.CONTINUE, TrialScheduler.STOP]  # a rung still cuts
+    assert final == TrialScheduler.CONTINUE  # the last epoch ends the trial by itself
+    plain = ASHAScheduler(max_t=4, grace_period=1, reduction_factor=2)
+    assert decisions(plain)[1] == TrialScheduler.STOP  # what Ray's ASHA answers there
