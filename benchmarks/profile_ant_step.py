@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from generators.networks import create_generator
+from generators.optim import adam
 from generators.rescale import clipping_aware_rescale
 from generators.training import frozen, generator_step
 from trainers.data import load_split, resolve_data_root
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     def classifier():
         model = create_model("madry_cnn")
-        return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+        return model, adam(model.parameters(), lr=1e-3)  # the runs' fused Adam
 
     gnt_model, gnt_opt = classifier()
     gnt = create_step(
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     )
     model, opt = classifier()
     gen = create_generator("1x1", channels=1)
-    gen_opt = torch.optim.Adam(gen.parameters(), lr=1e-4)
+    gen_opt = adam(gen.parameters(), lr=1e-4)
     replay = [create_generator("1x1", channels=1).eval() for _ in range(2)]
     ant = create_step(
         "ant",
