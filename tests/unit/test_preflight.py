@@ -213,7 +213,10 @@ def test_token_auth_is_left_to_the_cluster(monkeypatch, address, env, joins):
     fake = FakeInit()
     monkeypatch.setattr(ray, "init", fake)
     monkeypatch.setattr(ray_runner, "probe_address", lambda address: None)
+    waited = []
+    monkeypatch.setattr(ray_runner, "wait_for_state_api", lambda: waited.append(True))
     ray_runner.ensure_ray(address)
+    assert waited == [True]  # nothing starts before Train's cleaner can reach the State API
     if joins:
         # Ray reads RAY_AUTH_MODE and the token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH,
         # ~/.ray/auth_token) itself; antray must not switch authentication off.
@@ -240,6 +243,7 @@ def test_explicit_auth_mode_is_respected_for_the_local_instance(monkeypatch):
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(ray, "init", FakeInit())
+    monkeypatch.setattr(ray_runner, "wait_for_state_api", lambda: True)
     ray_runner.ensure_ray(None)
     assert os.environ["RAY_AUTH_MODE"] == "token"
 
