@@ -44,7 +44,6 @@ def val_reports(eval_root: Path) -> dict[str, dict[str, Any]]:
             continue
         run_dir = meta.get("checkpoint", {}).get("run_dir")
         if run_dir:
-            results["_report"] = str(path.parent)
             out[str(Path(run_dir).resolve())] = results
     return out
 
@@ -122,12 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     if sweeps:
         print(per_corruption(sweeps))
     if args.plots and sweeps:
-        state: dict[str, Any] = {
-            "val": {k: {v: r["val"] for v, r in s.items()} for k, s in sweeps.items()}
-        }
-        state["test"] = {}
-        if args.vanilla:
-            state["val"]["vanilla"] = json.loads((args.vanilla / "results.json").read_text())
+        val: dict[str, Any] = {k: {v: r["val"] for v, r in s.items()} for k, s in sweeps.items()}
+        val["vanilla"] = json.loads((args.vanilla / "results.json").read_text())
+        state = {"val": val, "test": {}}
         for png in mr.plots(state, args.plots):
             print(f"wrote {png}")
     return 0
