@@ -48,20 +48,25 @@ def val_reports(eval_root: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
+class SweepError(ValueError):
+    """Run directories that cannot be read as one sweep; ``main`` prints it and exits 2."""
+
+
 def sweep(tune_dirs: list[Path], reports: dict[str, dict[str, Any]]) -> dict[float, dict]:
     """Grid value -> its trial (checkpoint, epochs, seconds, MLflow id, tune dir) and its
     validation results."""
     rows: dict[float, dict] = {}
     for tune_dir in tune_dirs:
+        results_csv = tune_dir / "tune_results.csv"
+        if not results_csv.is_file():
+            raise SweepError(f"{results_csv} not found: pass the --out folder of `antray tune`")
         ids = mr.tune_mlflow_ids(tune_dir).get("trials", {})
-        for value, trial in mr.trial_table(
-            (tune_dir / "tune_results.csv").read_text(), tune_dir
-        ).items():
+        for value, trial in mr.trial_table(results_csv.read_text(), tune_dir).items():
             if value in rows:
-                raise SystemExit(f"value {value:g} is in {rows[value]['tune_dir']} and {tune_dir}")
+                raise SweepError(f"value {value:g} is in {rows[value]['tune_dir']} and {tune_dir}")
             checkpoint = str(Path(trial["checkpoint"]).resolve())
             if checkpoint not in reports:
-                raise SystemExit(f"no validation report for {checkpoint} under --eval-root")
+                raise SweepError(f"no validation report for {checkpoint} under --eval-root")
             rows[value] = {
                 **trial,
                 "tune_dir": str(tune_dir),
@@ -111,11 +116,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.plots and not args.vanilla:
         p.error("--plots needs --vanilla (the plots mark the vanilla model's accuracy)")
+    if not args.eval_root.is_dir():
+        print(f"error: --eval-root {args.eval_root} is not a folder", file=sys.stderr)
+        return 2
     reports = val_reports(args.eval_root)
     sweeps = {}
-    for key, dirs, label in (("gnt", args.gnt, "sigma"), ("ant1x1", args.ant, "epsilon")):
-        if dirs:
-            sweeps[key] = sweep(dirs, reports)
+    try:
+        for key, dirs in (("gnt", args.gnt), ("ant1x1", args.ant)):
+            if dirs:
+                sweeps[key] = sweep(dirs, reports)
+    except SweepError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for key, label in (("gnt", "sigma"), ("ant1x1", "epsilon")):
+        if key in sweeps:
             best, text = table(label, sweeps[key])
             print(f"{text}\n\nchosen {label}: {best:g}\n")
     if sweeps:

@@ -55,7 +55,20 @@ def test_a_value_trained_twice_or_without_a_report_is_refused(tmp_path):
     first = _tune_dir(tmp_path, "first", {0.3: 0.88})
     again = _tune_dir(tmp_path, "again", {0.3: 0.90})
     reports = ms.val_reports(tmp_path / "eval")
-    with pytest.raises(SystemExit, match="value 0.3 is in"):
+    with pytest.raises(ms.SweepError, match="value 0.3 is in"):
         ms.sweep([first, again], reports)
-    with pytest.raises(SystemExit, match="no validation report"):
+    with pytest.raises(ms.SweepError, match="no validation report"):
         ms.sweep([first], {})
+
+
+def test_bad_input_is_one_line_on_stderr_and_exit_2(tmp_path, capsys):
+    first = _tune_dir(tmp_path, "first", {0.3: 0.88})
+    again = _tune_dir(tmp_path, "again", {0.3: 0.90})
+    argv = ["--eval-root", str(tmp_path / "eval"), "--gnt", str(first), str(again)]
+    assert ms.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "value 0.3 is in" in err
+    assert ms.main(["--eval-root", str(tmp_path / "eval"), "--gnt", str(tmp_path / "nope")]) == 2
+    assert "tune_results.csv not found" in capsys.readouterr().err
+    assert ms.main(["--eval-root", str(tmp_path / "missing"), "--gnt", str(first)]) == 2
+    assert "--eval-root" in capsys.readouterr().err
