@@ -60,8 +60,13 @@ def ensure_ray(
     *,
     num_cpus: int | None = None,
     head_resource: str = DEFAULT_HEAD_RESOURCE,
+    wait_state_api: bool = True,
 ) -> None:
     """Start a local Ray (the machine's CPUs) or join ``address`` (auto, ray://host:port).
+
+    ``wait_state_api``: wait until the State API answers (``wait_for_state_api``), which
+    Train needs to free a dead run's placement groups; work without a Train run (evaluation
+    tasks) skips the wait.
 
     Token authentication: a cluster uses whatever it was started with, and Ray itself
     finds the token (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``)
@@ -106,7 +111,7 @@ def ensure_ray(
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or os.environ.get("RAY_ADDRESS") or "a local instance"
         raise UserError(f"cannot reach Ray at {where}: {str(exc).splitlines()[0]}") from None
-    if not (address or "").startswith("ray://"):  # a Ray client has no local State API
+    if wait_state_api and not (address or "").startswith("ray://"):  # a client has none
         wait_for_state_api()
 
 

@@ -290,3 +290,16 @@ def test_state_api_wait_warns_instead_of_hanging(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "ray.dashboard.optional_deps", None)  # no ray[default]
     assert ray_runner.wait_for_state_api() is False
     assert "install ray[default]" in capsys.readouterr().err
+
+
+def test_evaluation_starts_ray_without_waiting_for_the_state_api(monkeypatch):
+    from orchestrator import eval_runner, ray_runner
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "init", FakeInit())
+    waited = []
+    monkeypatch.setattr(ray_runner, "wait_for_state_api", lambda: waited.append(True))
+    eval_runner._init_ray(None)  # plain tasks: no Train run whose placement groups need it
+    assert waited == []
+    ray_runner.ensure_ray(None)  # what train, tune and preflight call
+    assert waited == [True]
