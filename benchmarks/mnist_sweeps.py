@@ -120,18 +120,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --eval-root {args.eval_root} is not a folder", file=sys.stderr)
         return 2
     reports = val_reports(args.eval_root)
+    named = (("gnt", args.gnt, "sigma"), ("ant1x1", args.ant, "epsilon"))
+    given = [(key, dirs, label) for key, dirs, label in named if dirs]
     sweeps = {}
-    try:
-        for key, dirs in (("gnt", args.gnt), ("ant1x1", args.ant)):
-            if dirs:
-                sweeps[key] = sweep(dirs, reports)
+    try:  # every sweep is read before anything is printed
+        for key, dirs, _ in given:
+            sweeps[key] = sweep(dirs, reports)
     except SweepError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    for key, label in (("gnt", "sigma"), ("ant1x1", "epsilon")):
-        if key in sweeps:
-            best, text = table(label, sweeps[key])
-            print(f"{text}\n\nchosen {label}: {best:g}\n")
+    for key, _, label in given:
+        best, text = table(label, sweeps[key])
+        print(f"{text}\n\nchosen {label}: {best:g}\n")
     if sweeps:
         print(per_corruption(sweeps))
     if args.plots and sweeps:
