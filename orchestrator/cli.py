@@ -77,7 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--space", required=True, help="gnt_sigma or ant_epsilon")
     tune.add_argument("--grid", help="comma-separated values instead of sampling")
     tune.add_argument("--num-samples", type=int, default=4, help="sampled trials")
-    tune.add_argument("--metric", default="val_gaussian_acc", help="reported metric to rank by")
+    tune.add_argument(
+        "--metric",
+        help="reported metric to rank by (default: val_corruption_acc when the config has "
+        "a data.val_suite, else val_gaussian_acc)",
+    )
     tune.add_argument("--mode", default="max", help="max or min")
     tune.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
     tune.add_argument("--out", help="output directory (default runs/tune-<name>-<time>)")
@@ -110,7 +114,7 @@ def _train(args: argparse.Namespace) -> int:
         address=args.address,
     )
     print(f"run directory: {os.path.abspath(run_dir)}")
-    for key in ("val_clean_acc", "val_gaussian_acc", "val_generator_acc"):
+    for key in ("val_clean_acc", "val_gaussian_acc", "val_generator_acc", "val_corruption_acc"):
         if key in metrics:
             print(f"{key}: {metrics[key]:.4f}")
     return 0

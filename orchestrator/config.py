@@ -20,6 +20,10 @@ NonNegInt = Annotated[int, Field(ge=0)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
+# The clean dataset each generated validation suite corrupts (evaluation.benchmarks).
+VAL_SUITE_DATASET = {"mnist-c": "mnist", "cifar10-c": "cifar10", "imagenet-c": "imagenet"}
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
 
@@ -46,6 +50,11 @@ class DataSection(_Frozen):
     limit_train: PositiveInt | None = None  # first N training images (tests, smoke runs)
     limit_val: PositiveInt | None = None  # first N validation images
     limit_test: PositiveInt | None = None
+    # The generated corruption suite on the validation split, measured after every epoch:
+    # ``val_corruption_acc`` (mean top-1 over the suite's splits on the first
+    # val_suite_images validation images), what ``antray tune`` ranks trials by. "none": off.
+    val_suite: Literal["none", "mnist-c", "cifar10-c", "imagenet-c"] = "none"
+    val_suite_images: PositiveInt = 1000
 
 
 class ModelSection(_Frozen):
@@ -178,6 +187,16 @@ class ExperimentConfig(_Frozen):
                 f"data.batch_size={self.data.batch_size} must be divisible by "
                 f"runtime.num_workers={workers}: it is the global batch of one update, "
                 f"split equally over the workers"
+            )
+        suite = self.data.val_suite
+        if suite != "none" and VAL_SUITE_DATASET[suite] != self.data.dataset:
+            raise ValueError(
+                f"data.val_suite={suite} corrupts {VAL_SUITE_DATASET[suite]} images, "
+                f"but data.dataset={self.data.dataset}"
+            )
+        if suite != "none" and self.data.val_size == 0:
+            raise ValueError(
+                f"data.val_suite={suite} needs a validation split, but data.val_size=0"
             )
         if self.noise.shares.stylized > 0 and self.data.dataset != "imagenet":
             raise ValueError(

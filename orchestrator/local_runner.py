@@ -12,6 +12,7 @@ from typing import Any
 
 from orchestrator.config import ExperimentConfig
 from orchestrator.signals import stop_on_sigint
+from orchestrator.suite_validation import make_suite_validation
 from trainers.data import IMAGE_SPECS
 from trainers.generator_service import InlineGeneratorService
 from trainers.loop import run_worker
@@ -44,7 +45,13 @@ def train_local(
     """Returns (final metrics, final checkpoint state)."""
     env = LocalEnv(run_dir, resume=resume, on_report=on_report)
     with stop_on_sigint(lambda: setattr(env, "stop", True)):
-        metrics = run_worker(cfg, env, make_service=inline_service, data_root=data_root)
+        metrics = run_worker(
+            cfg,
+            env,
+            make_service=inline_service,
+            data_root=data_root,
+            make_suite_validation=make_suite_validation,
+        )
     state_file = env.checkpoint_dir / STATE_FILE
     state = load_state(state_file) if state_file.exists() else None
     return metrics or (state or {}).get("metrics", {}), state

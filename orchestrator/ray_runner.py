@@ -200,6 +200,7 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
 
     from orchestrator.data_sync import is_uri, local_copy
     from orchestrator.generator_actors import RayGeneratorService
+    from orchestrator.suite_validation import make_suite_validation
     from trainers.data import IMAGE_SPECS
     from trainers.loop import run_worker
     from trainers.ray_env import RayTrainEnv
@@ -225,7 +226,13 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     data_root = loop_config["data_root"]
     if is_uri(data_root):  # once per node, shared by the workers on it
         data_root = local_copy(data_root, cfg.runtime.storage_endpoint)
-    return run_worker(cfg, env, make_service=make_service, data_root=data_root)
+    return run_worker(
+        cfg,
+        env,
+        make_service=make_service,
+        data_root=data_root,
+        make_suite_validation=make_suite_validation,
+    )
 
 
 def _report_callback(target: TrackingTarget | None, epochs: int):

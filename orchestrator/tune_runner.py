@@ -37,7 +37,7 @@ def tune_from_config(
     space_name: str,
     grid: list[float] | None = None,
     num_samples: int = 4,
-    metric: str = "val_gaussian_acc",
+    metric: str | None = None,
     mode: str = "max",
     max_concurrent: int = 2,
     trial_cpus: float = 0.1,
@@ -66,6 +66,12 @@ def tune_from_config(
         raise UserError(
             f"--space {space_name} tunes noise.mode={REQUIRED_MODE[space_name]}, "
             f"but the config has noise.mode={cfg.noise.mode}"
+        )
+    metric = metric or default_metric(cfg)
+    if metric.startswith("val_corruption_") and cfg.data.val_suite == "none":
+        raise UserError(
+            f"--metric {metric} is measured only with data.val_suite set "
+            "(e.g. --set data.val_suite=mnist-c)"
         )
     if mode not in ("max", "min"):
         raise UserError(f"--mode must be max or min, got {mode!r}")
@@ -185,6 +191,12 @@ def tune_from_config(
         finish_run(parent, out)
         summary["mlflow_run_id"], summary["mlflow_uri"] = parent.run_id, parent.uri
     return summary
+
+
+def default_metric(cfg: ExperimentConfig) -> str:
+    """What trials are ranked by unless ``--metric`` says: the generated corruption suite on
+    the validation split when the config measures it, else the quick Gaussian set."""
+    return "val_corruption_acc" if cfg.data.val_suite != "none" else "val_gaussian_acc"
 
 
 def tune_location(cfg: ExperimentConfig, out: Path) -> RunLocation:

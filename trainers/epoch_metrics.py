@@ -13,6 +13,7 @@ EPOCH_LINE_KEYS = (
     "val_clean_acc",
     "val_gaussian_acc",
     "val_generator_acc",
+    "val_corruption_acc",
     "images_per_s",
     "replay_size",
     "restarts_adopted",

@@ -6,7 +6,8 @@
                            it enters the replay history) and stop (Ctrl-C), agreed by all ranks
             train_step:    (ANT) one generator step, then one classifier step on the mixed
                            batch: clean / current generator / replayed generators
-        quick validation on the validation split, report metrics with a checkpoint
+        validation on the validation split (quick noise set; the generated corruption
+        suite when the config asks), report metrics with a checkpoint
 
 Set-up and resume live in ``trainers/run.py``, the generator's life in
 ``trainers/generator_life.py``, one step per mode in ``trainers/steps.py``. The
@@ -26,7 +27,7 @@ from trainers.progress import ProgressMeter
 from trainers.run import Run, ServiceFactory, checkpoint_state, setup_run
 from trainers.steps import bare
 from trainers.sync import agree
-from trainers.validation import quick_validation
+from trainers.validation import SuiteValidationFactory, quick_validation
 from trainers.worker_env import WorkerEnv
 
 STOP_CHECK_EVERY_STEPS = 10
@@ -46,13 +47,17 @@ def run_worker(
     *,
     make_service: ServiceFactory | None = None,
     data_root: str | None = None,
+    make_suite_validation: SuiteValidationFactory | None = None,
 ) -> dict[str, Any]:
     """Train from a resolved config on this worker; returns the final metrics.
 
     ``cfg`` is an ``orchestrator.config.ExperimentConfig`` (duck-typed here so that
-    trainers/ does not depend on orchestrator/).
+    trainers/ does not depend on orchestrator/). ``make_suite_validation`` builds rank 0's
+    epoch-end corruption-suite measurement (``orchestrator.suite_validation``).
     """
     run = setup_run(cfg, env, make_service=make_service, data_root=data_root)
+    if env.rank == 0 and make_suite_validation is not None:
+        run.suite_validation = make_suite_validation(cfg, data_root, run.precision.device)
     final: dict[str, Any] = {}
     try:
         for epoch in range(run.start_epoch, cfg.optim.epochs):
@@ -127,6 +132,8 @@ def end_epoch(run: Run, epoch: int, result: EpochResult) -> dict[str, float]:
         run.scheduler.step()
         if env.rank == 0 and run.val_loader is not None:
             metrics.update(_validate(run))
+        if run.suite_validation is not None:
+            metrics.update(run.suite_validation(bare(run.model)))
         if env.rank == 0:
             print(epoch_line(metrics, cfg.optim.epochs), flush=True)
     last = epoch + 1 == cfg.optim.epochs or run.step >= run.total_steps

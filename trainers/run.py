@@ -56,6 +56,8 @@ class Run:
     step: int = 0  # classifier updates done
     start_epoch: int = 0
     resume_at: int = 0  # batches of start_epoch already trained (mid-epoch checkpoint)
+    # rank 0: the generated corruption suite on the validation split (data.val_suite)
+    suite_validation: Callable[[nn.Module], dict[str, float]] | None = None
 
 
 def per_worker_batch(batch_size: int, world_size: int) -> int:

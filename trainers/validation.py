@@ -1,10 +1,13 @@
 """Quick validation during training: clean accuracy and accuracy under a small,
 seeded noise set (Gaussian sigma 0.5, the paper's best GNT sigma, and the current
-ANT generator at its epsilon). The full corruption benchmarks live in evaluation/."""
+ANT generator at its epsilon). The full corruption benchmarks live in evaluation/; the
+orchestrator hands the loop a ``SuiteValidationFactory`` that measures one of them on the
+validation split (``orchestrator.suite_validation``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,6 +17,11 @@ from generators.samplers import GaussianNoise
 from trainers.device import Precision
 
 QUICK_GAUSSIAN_SIGMA = 0.5
+
+# (cfg, data_root, device) -> a measurement of the model, metrics by name, or None (off)
+SuiteValidationFactory = Callable[
+    [Any, str | None, torch.device], Callable[[nn.Module], dict[str, float]] | None
+]
 
 
 @torch.no_grad()

@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 SETS = [
     "data.limit_train=4096",
     "data.limit_val=200",
+    "data.val_suite_images=32",
     "data.batch_size=128",  # global: 64 per worker
     "optim.epochs=2",
     "ant.restart_iterations=5",

@@ -12,6 +12,7 @@ TINY_ANT = [
     "data.dataset=mnist",
     "data.limit_train=2560",
     "data.limit_val=256",
+    "data.val_suite_images=32",
     "data.batch_size=128",  # global: 64 per worker
     "optim.epochs=1",
     "ant.epsilon=6.0",

@@ -16,6 +16,7 @@ pytestmark = pytest.mark.integration
 BASE = [
     "data.limit_train=3072",
     "data.limit_val=500",
+    "data.val_suite_images=32",
     "data.batch_size=128",  # global: 64 per worker
     "runtime.num_workers=2",
     "runtime.cpus_per_worker=0.5",

@@ -81,6 +81,18 @@ BAD = [
         ],
         "needs data.dataset=imagenet",
     ),
+    ("unknown validation suite", ["data.val_suite=mnist-x"], "data.val_suite"),
+    (
+        "validation suite of another dataset",
+        ["data.val_suite=cifar10-c"],
+        "data.val_suite=cifar10-c corrupts cifar10 images, but data.dataset=mnist",
+    ),
+    (
+        "validation suite without a validation split",
+        ["data.val_suite=mnist-c", "data.val_size=0"],
+        "data.val_suite=mnist-c needs a validation split, but data.val_size=0",
+    ),
+    ("validation suite of no images", ["data.val_suite_images=0"], "data.val_suite_images"),
 ]
 
 

@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = [
     "data.limit_train=1024",
     "data.limit_val=200",
+    "data.val_suite_images=32",
     "data.batch_size=64",
     "runtime.log_every_steps=5",
     "runtime.torch_threads=1",
