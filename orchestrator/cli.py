@@ -37,6 +37,14 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
     return tuple(types)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A bad flag is one line on stderr and exit 2, like every other input error (argparse
+    would print the whole usage first; ``-h`` still shows it)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="experiment YAML (configs/*.yaml); defaults if omitted")
     p.add_argument(
@@ -50,7 +58,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="antray", description=__doc__)
+    parser = _OneLineParser(prog="antray", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train a classifier (vanilla, GNT, Speckle, ANT)")
@@ -72,9 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     show = config_sub.add_parser("show", help="print the resolved config")
     _add_config_args(show)
 
-    tune = sub.add_parser("tune", help="Ray Tune over GNT sigma or ANT epsilon")
+    tune = sub.add_parser("tune", help="Ray Tune over GNT sigma, ANT epsilon or restart iterations")
     _add_config_args(tune)
-    tune.add_argument("--space", required=True, help="gnt_sigma or ant_epsilon")
+    tune.add_argument(
+        "--space", required=True, help="gnt_sigma, ant_epsilon or ant_restart_iterations"
+    )
     tune.add_argument("--grid", help="comma-separated values instead of sampling")
     tune.add_argument("--num-samples", type=int, default=4, help="sampled trials")
     tune.add_argument(
@@ -84,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tune.add_argument("--mode", default="max", help="max or min")
     tune.add_argument("--max-concurrent", type=int, default=2, help="trials at once")
+    tune.add_argument(
+        "--scheduler",
+        choices=["asha", "fifo"],
+        default="asha",
+        help="asha: stop weak trials after their first epochs; fifo: every trial runs to the end",
+    )
     tune.add_argument("--out", help="output directory (default runs/tune-<name>-<time>)")
     tune.add_argument("--data-root", help="dataset root (else $ANTRAY_DATA_ROOT, else ./data)")
     tune.add_argument("--address", help="join a Ray cluster: auto or ray://host:port")
@@ -142,6 +158,7 @@ def _tune(args: argparse.Namespace) -> int:
         metric=args.metric,
         mode=args.mode,
         max_concurrent=args.max_concurrent,
+        scheduler=args.scheduler,
         data_root=args.data_root,
         address=args.address,
         overwrite=args.overwrite,

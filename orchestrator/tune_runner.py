@@ -1,7 +1,8 @@
 """``antray tune``: Ray Tune over GNT's sigma or ANT's epsilon, where every trial is a
 full orchestrated training (TorchTrainer + generator actors), as in RAY_NOTES.md section 4:
 a plain function trainable builds one TorchTrainer per trial and reports through
-``TuneReportCallback``; ASHA stops weak trials after their first epochs."""
+``TuneReportCallback``; ASHA stops weak trials after their first epochs (``--scheduler
+fifo``: every trial trains all its epochs)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from tune_spaces import SPACES, asha_scheduler, param_space
 
 RESULTS_FILE = "tune_results.csv"
 BEST_FILE = "best.json"
-REQUIRED_MODE = {"gnt_sigma": "gnt", "ant_epsilon": "ant"}
+REQUIRED_MODE = {"gnt_sigma": "gnt", "ant_epsilon": "ant", "ant_restart_iterations": "ant"}
+# asha: stop weak trials at early epochs; fifo: every trial trains to its last epoch
+SCHEDULERS = ("asha", "fifo")
 
 
 class TrialsFailed(TrainingFault):
@@ -40,6 +43,7 @@ def tune_from_config(
     metric: str | None = None,
     mode: str = "max",
     max_concurrent: int = 2,
+    scheduler: str = "asha",
     trial_cpus: float = 0.1,
     data_root: str | None = None,
     address: str | None = None,
@@ -75,6 +79,8 @@ def tune_from_config(
         )
     if mode not in ("max", "min"):
         raise UserError(f"--mode must be max or min, got {mode!r}")
+    if scheduler not in SCHEDULERS:
+        raise UserError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
     if max_concurrent < 1:
         raise UserError(f"--max-concurrent must be at least 1, got {max_concurrent}")
     space = SPACES[space_name]
@@ -158,7 +164,8 @@ def tune_from_config(
             mode=mode,
             num_samples=1 if grid else num_samples,
             max_concurrent_trials=concurrent,
-            scheduler=asha_scheduler(max_epochs=cfg.optim.epochs),
+            # fifo: every trial trains all its epochs (Tune's default scheduler)
+            scheduler=asha_scheduler(max_epochs=cfg.optim.epochs) if scheduler == "asha" else None,
         ),
         run_config=tune.RunConfig(
             name=location.name, callbacks=callbacks, **location.storage.run_config_args()
@@ -176,6 +183,7 @@ def tune_from_config(
         "key": space.key,
         "metric": metric,
         "mode": mode,
+        "scheduler": scheduler,
         "best_value": float(best.config["value"]),
         "best_metrics": {
             k: v for k, v in (best.metrics or {}).items() if isinstance(v, int | float)

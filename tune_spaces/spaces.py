@@ -1,4 +1,4 @@
-"""Search spaces for the two hyper-parameters the paper tunes, and their scheduler.
+"""Search spaces for the hyper-parameters the paper tunes, and their scheduler.
 
 - GNT's sigma: the paper finds a sharp optimum (ResNet50: 0.5) between "too small to
   matter" and "overfits to the noise" (its Fig. 2); searched log-uniformly.
@@ -6,6 +6,9 @@
   the l2 size of the dataset's images, so one range serves MNIST, CIFAR-10 and ImageNet
   (ImageNet's 135 is 0.348 per coordinate). On MNIST clipping saturates noise near 19.8
   (SPEC.md), so the default upper end (0.6 per coordinate = 16.8 at 28x28) stays below it.
+- ANT's restart iterations: how long each restarted generator trains from scratch against
+  the current classifier (the reference: 1000 Adam steps), i.e. how strong the noise is
+  that each restart brings; searched log-uniformly over whole numbers, 50 to 2000.
 """
 
 from __future__ import annotations
@@ -27,10 +30,13 @@ class SearchSpace:
     low: float
     high: float
     description: str
+    integer: bool = False  # a count: sampled and set as a whole number
 
     def overrides(self, value: float) -> list[str]:
         if self.key == "noise.sigmas":
             return [f"noise.sigmas=[{value}]"]
+        if self.integer:
+            return [f"{self.key}={round(value)}"]
         return [f"{self.key}={value}"]
 
 
@@ -38,6 +44,14 @@ SPACES: dict[str, SearchSpace] = {
     "gnt_sigma": SearchSpace("gnt_sigma", "noise.sigmas", 0.05, 1.0, "GNT: one sigma, log-uniform"),
     "ant_epsilon": SearchSpace(
         "ant_epsilon", "ant.epsilon", 0.05, 0.6, "ANT: l2 size, log-uniform per coordinate"
+    ),
+    "ant_restart_iterations": SearchSpace(
+        "ant_restart_iterations",
+        "ant.restart_iterations",
+        50,
+        2000,
+        "ANT: Adam steps of each restarted generator, log-uniform whole numbers",
+        integer=True,
     ),
 }
 
@@ -72,6 +86,8 @@ def param_space(
     if grid:
         return {"value": tune.grid_search([float(v) for v in grid])}
     low, high = space_bounds(space, num_coordinates=num_coordinates)
+    if space.integer:
+        return {"value": tune.lograndint(int(low), int(high) + 1)}  # high is exclusive
     return {"value": tune.loguniform(low, high)}
 
 

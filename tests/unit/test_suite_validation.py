@@ -70,3 +70,18 @@ def test_tune_refuses_the_suite_metric_when_it_is_not_measured(tmp_path, capsys)
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "data.val_suite" in err, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv,expected",
+    [
+        (["tune", "--space", "gnt_sigma", "--scheduler", "bogus"], "--scheduler: invalid choice"),
+        (["train", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_a_bad_flag_is_one_line_and_exit_2(argv, expected, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and expected in err, err
