@@ -1,0 +1,91 @@
+"""Per-epoch validation curves of `antray tune` runs: a markdown table and a PNG.
+
+Reads each trial's ``progress.csv`` (Tune writes one per trial under ``<out>/tune/``) and
+prints, per trial, the reported metric after every epoch (default ``val_corruption_acc``,
+the generated corruption suite on the validation split) with the restarts adopted so far::
+
+    PYTHONPATH=. python benchmarks/mnist_curves.py runs/suite_val/ant1x1_eps8_10 \\
+        runs/suite_val/gnt04 --plot docs/results/suite_val/val_corruption_vs_epoch.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+
+def trial_curves(tune_dir: Path, metric: str) -> list[tuple[str, pd.DataFrame]]:
+    """(label, per-epoch rows) for every trial of one ``antray tune`` output directory."""
+    best = json.loads((tune_dir / "best.json").read_text())
+    key = best["key"]
+    curves = []
+    for progress in sorted(tune_dir.glob("tune/trial_*/progress.csv")):
+        params = json.loads((progress.parent / "params.json").read_text())
+        rows = pd.read_csv(progress)
+        if metric not in rows:
+            raise SystemExit(f"{progress}: no column {metric}")
+        curves.append((f"{tune_dir.name} {key}={params['value']:g}", rows))
+    if not curves:
+        raise SystemExit(f"{tune_dir}: no tune/trial_*/progress.csv")
+    return curves
+
+
+def markdown(curves: list[tuple[str, pd.DataFrame]], metric: str) -> str:
+    epochs = max(len(rows) for _, rows in curves)
+    head = ["trial", *(str(e) for e in range(1, epochs + 1)), "best (epoch)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, rows in curves:
+        values = [f"{100 * v:.2f}" for v in rows[metric]]
+        values += [""] * (epochs - len(values))
+        best = int(rows[metric].idxmax())
+        lines.append(
+            f"| {label} | " + " | ".join(values) + f" | {100 * rows[metric][best]:.2f} "
+            f"({int(rows['epoch'][best])}) |"
+        )
+    if any("restarts_adopted" in rows for _, rows in curves):
+        lines.append("")
+        lines.append("restarts adopted by the end of each epoch:")
+        for label, rows in curves:
+            if "restarts_adopted" in rows:
+                lines.append(f"- {label}: " + ", ".join(str(int(v)) for v in rows.restarts_adopted))
+    return "\n".join(lines)
+
+
+def plot(curves: list[tuple[str, pd.DataFrame]], metric: str, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for label, rows in curves:
+        ax.plot(rows["epoch"], 100 * rows[metric], marker="o", label=label)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"{metric} (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("tune_dirs", nargs="+", type=Path, help="antray tune --out directories")
+    p.add_argument("--metric", default="val_corruption_acc")
+    p.add_argument("--plot", type=Path, help="write the curves as a PNG here")
+    args = p.parse_args(argv)
+    curves = [c for d in args.tune_dirs for c in trial_curves(d, args.metric)]
+    print(markdown(curves, args.metric))
+    if args.plot:
+        plot(curves, args.metric, args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

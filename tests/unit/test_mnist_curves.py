@@ -1,0 +1,48 @@
+"""benchmarks/mnist_curves.py: per-epoch validation curves of tune runs, best epoch named."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "mnist_curves.py"
+_spec = importlib.util.spec_from_file_location("mnist_curves", _PATH)
+assert _spec is not None and _spec.loader is not None
+mc = importlib.util.module_from_spec(_spec)
+sys.modules["mnist_curves"] = mc
+_spec.loader.exec_module(mc)
+
+
+def _tune_dir(root: Path, curves: dict[float, list[float]]) -> Path:
+    out = root / "grid"
+    (out / "tune").mkdir(parents=True)
+    (out / "best.json").write_text(json.dumps({"key": "ant.epsilon"}))
+    for i, (value, accs) in enumerate(curves.items()):
+        trial = out / "tune" / f"trial_{i}"
+        trial.mkdir()
+        (trial / "params.json").write_text(json.dumps({"value": value}))
+        rows = ["epoch,val_corruption_acc,restarts_adopted"]
+        rows += [f"{e + 1},{a},{e // 2}" for e, a in enumerate(accs)]
+        (trial / "progress.csv").write_text("\n".join(rows) + "\n")
+    return out
+
+
+def test_table_names_each_trials_best_epoch_and_restarts(tmp_path, capsys):
+    tune = _tune_dir(tmp_path, {8.0: [0.87, 0.905, 0.88], 10.0: [0.866]})
+    png = tmp_path / "curves.png"
+    assert mc.main([str(tune), "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "| grid ant.epsilon=8 | 87.00 | 90.50 | 88.00 | 90.50 (2) |" in out
+    assert "| grid ant.epsilon=10 | 86.60 |  |  | 86.60 (1) |" in out
+    assert "- grid ant.epsilon=8: 0, 0, 1" in out
+    assert png.stat().st_size > 0
+
+
+def test_a_missing_metric_is_named(tmp_path):
+    tune = _tune_dir(tmp_path, {8.0: [0.9]})
+    with pytest.raises(SystemExit, match="no column val_gaussian_acc"):
+        mc.main([str(tune), "--metric", "val_gaussian_acc"])
