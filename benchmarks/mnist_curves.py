@@ -28,19 +28,24 @@ def trial_curves(tune_dir: Path, metric: str) -> list[tuple[str, pd.DataFrame]]:
         rows = pd.read_csv(progress)
         if metric not in rows:
             raise SystemExit(f"{progress}: no column {metric}")
-        curves.append((f"{tune_dir.name} {key}={params['value']:g}", rows))
+        # One row per finished epoch: mid-epoch checkpoints and interrupted epochs report
+        # no validation.
+        if "mid_epoch" in rows:
+            rows = rows[rows["mid_epoch"].fillna(0) != 1]
+        rows = rows.dropna(subset=[metric]).drop_duplicates("epoch", keep="last")
+        curves.append((f"{tune_dir.name} {key}={params['value']:g}", rows.reset_index(drop=True)))
     if not curves:
         raise SystemExit(f"{tune_dir}: no tune/trial_*/progress.csv")
     return curves
 
 
 def markdown(curves: list[tuple[str, pd.DataFrame]], metric: str) -> str:
-    epochs = max(len(rows) for _, rows in curves)
-    head = ["trial", *(str(e) for e in range(1, epochs + 1)), "best (epoch)"]
+    epochs = sorted({int(e) for _, rows in curves for e in rows["epoch"]})
+    head = ["trial", *(str(e) for e in epochs), "best (epoch)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for label, rows in curves:
-        values = [f"{100 * v:.2f}" for v in rows[metric]]
-        values += [""] * (epochs - len(values))
+        by_epoch = dict(zip(rows["epoch"].astype(int), rows[metric], strict=True))
+        values = [f"{100 * by_epoch[e]:.2f}" if e in by_epoch else "" for e in epochs]
         best = int(rows[metric].idxmax())
         lines.append(
             f"| {label} | " + " | ".join(values) + f" | {100 * rows[metric][best]:.2f} "
@@ -51,7 +56,8 @@ def markdown(curves: list[tuple[str, pd.DataFrame]], metric: str) -> str:
         lines.append("restarts adopted by the end of each epoch:")
         for label, rows in curves:
             if "restarts_adopted" in rows:
-                lines.append(f"- {label}: " + ", ".join(str(int(v)) for v in rows.restarts_adopted))
+                adopted = rows["restarts_adopted"]
+                lines.append(f"- {label}: " + ", ".join(f"{v:.0f}" for v in adopted))
     return "\n".join(lines)
 
 

@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from orchestrator.errors import Interrupted, TrainingFault, UserError
 
@@ -41,7 +42,7 @@ class _OneLineParser(argparse.ArgumentParser):
     """A bad flag is one line on stderr and exit 2, like every other input error (argparse
     would print the whole usage first; ``-h`` still shows it)."""
 
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

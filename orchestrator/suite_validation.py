@@ -10,9 +10,11 @@ set) with the suite's generated corruptions and reports
 - ``val_corruption_<name>_acc``: each corruption's top-1 (averaged over its severities).
 
 It is ``evaluation.corruption_loop.evaluate_splits`` with the settings ``antray eval
---benchmark <suite> --generated --split val --limit <images>`` uses (seed 0, batch 256), so a
-checkpoint evaluated that way prints the same mean. The training loop gets it through
-``make_suite_validation`` (trainers/ never imports evaluation/).
+--benchmark <suite> --generated --split val --limit <images>`` uses (its default seed and
+batch size, on which the corruption seeds depend), so a checkpoint evaluated that way prints
+the same mean. The training loop gets it through ``make_suite_validation`` (trainers/ never
+imports evaluation/). It leaves the training's random streams alone: a run measures the same
+training with the suite on or off.
 """
 
 from __future__ import annotations
@@ -25,16 +27,22 @@ from torch import nn
 
 from evaluation.corruption_loop import EvalSettings, eval_subset, evaluate_splits, load_eval_set
 from evaluation.corruptions.suites import generated_suite
-from evaluation.request import CLEAN_DATASETS
+from evaluation.request import CLEAN_DATASETS, EvalRequest
+from trainers.data import resolve_data_root
 
-# antray eval's defaults (evaluation/cli.py): the corruption seeds depend on both.
-EVAL_SEED = 0
-EVAL_BATCH_SIZE = 256
+# antray eval's defaults: the corruption seeds depend on both.
+EVAL_SEED: int = EvalRequest.model_fields["seed"].default
+EVAL_BATCH_SIZE: int = EvalRequest.model_fields["batch_size"].default
 MEAN_KEY = "val_corruption_acc"
 
 
 def corruption_key(corruption: str) -> str:
     return f"val_corruption_{corruption}_acc"
+
+
+def suite_metrics(benchmark: str) -> tuple[str, ...]:
+    """Every metric name the suite reports: the mean, then one per corruption."""
+    return (MEAN_KEY, *(corruption_key(c) for c in generated_suite(benchmark).corruptions))
 
 
 def make_suite_validation(
@@ -49,7 +57,7 @@ def make_suite_validation(
         return None
     settings = EvalSettings(
         benchmark=benchmark,
-        data_root=data_root or cfg.data.root,
+        data_root=str(resolve_data_root(data_root or cfg.data.root).path),
         benchmark_root="",
         generated=True,
         clean_dataset=CLEAN_DATASETS[benchmark],
@@ -66,7 +74,11 @@ def make_suite_validation(
     splits = [(c, s) for c in suite.corruptions for s in suite.severities]
 
     def measure(model: nn.Module) -> dict[str, float]:
-        rows = evaluate_splits(model, settings, splits, clean_set=clean)
+        # The evaluation's DataLoader draws its base seed from the global RNG, which the
+        # training's noise also draws from: fork it, or the suite would change the training.
+        devices = [device.index or 0] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            rows = evaluate_splits(model, settings, splits, clean_set=clean)
         metrics = {MEAN_KEY: sum(r["top1"] for r in rows) / len(rows)}
         for corruption in suite.corruptions:
             mine = [r["top1"] for r in rows if r["corruption"] == corruption]

@@ -18,7 +18,7 @@ from orchestrator.preflight import HEAD_SLIVER
 from orchestrator.ray_runner import OUTSIDE_ANY_PLACEMENT_GROUP
 from orchestrator.run_dir import CONFIG_FILE, prepare_run_dir
 from orchestrator.storage import RunLocation, Storage
-from tune_spaces import SPACES, asha_scheduler, param_space
+from tune_spaces import SPACES, SearchSpace, asha_scheduler, param_space
 
 RESULTS_FILE = "tune_results.csv"
 BEST_FILE = "best.json"
@@ -72,18 +72,16 @@ def tune_from_config(
             f"but the config has noise.mode={cfg.noise.mode}"
         )
     metric = metric or default_metric(cfg)
-    if metric.startswith("val_corruption_") and cfg.data.val_suite == "none":
-        raise UserError(
-            f"--metric {metric} is measured only with data.val_suite set "
-            "(e.g. --set data.val_suite=mnist-c)"
-        )
+    check_metric(cfg, metric)
+    space = SPACES[space_name]
+    for value in grid or []:
+        check_grid_value(cfg, space, value)
     if mode not in ("max", "min"):
         raise UserError(f"--mode must be max or min, got {mode!r}")
     if scheduler not in SCHEDULERS:
         raise UserError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
     if max_concurrent < 1:
         raise UserError(f"--max-concurrent must be at least 1, got {max_concurrent}")
-    space = SPACES[space_name]
     cfg = absolute_paths(cfg)
     out = check_run_dir(Path(out_dir), resume=False, overwrite=overwrite)
     location = tune_location(cfg, out)
@@ -199,6 +197,34 @@ def tune_from_config(
         finish_run(parent, out)
         summary["mlflow_run_id"], summary["mlflow_uri"] = parent.run_id, parent.uri
     return summary
+
+
+def check_metric(cfg: ExperimentConfig, metric: str) -> None:
+    """A corruption-suite metric must be one the config's suite reports (else Tune would
+    fail at the first report, after Ray and the output directory exist)."""
+    if not metric.startswith("val_corruption_"):
+        return
+    suite = cfg.data.val_suite
+    if suite == "none":
+        raise UserError(
+            f"--metric {metric} is measured only with data.val_suite set "
+            "(e.g. --set data.val_suite=mnist-c)"
+        )
+    from orchestrator.suite_validation import suite_metrics
+
+    known = suite_metrics(suite)
+    if metric not in known:
+        raise UserError(f"--metric {metric}: data.val_suite={suite} reports {', '.join(known)}")
+
+
+def check_grid_value(cfg: ExperimentConfig, space: SearchSpace, value: float) -> None:
+    """Each --grid value makes a valid trial config (checked before anything starts)."""
+    if space.integer and not float(value).is_integer():
+        raise UserError(f"--grid {value:g}: {space.key} takes whole numbers")
+    validate_config(
+        apply_overrides(cfg.to_dict(), space.overrides(value)),
+        source=f"--grid {space.key}={value:g}",
+    )
 
 
 def default_metric(cfg: ExperimentConfig) -> str:

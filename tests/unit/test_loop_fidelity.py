@@ -18,7 +18,6 @@ TINY = [
     "data.dataset=synthetic",
     "data.limit_train=256",  # 8 steps of 32
     "data.limit_val=64",
-    "data.val_suite_images=32",
     "data.batch_size=32",
     "optim.epochs=1",
     "ant.epsilon=6.0",
@@ -92,7 +91,6 @@ MNIST_SMALL = [
     "data.val_size=1000",
     "data.limit_train=256",
     "data.limit_val=128",
-    "data.val_suite_images=32",
     "data.batch_size=64",
 ]
 

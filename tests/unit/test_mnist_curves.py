@@ -42,6 +42,21 @@ def test_table_names_each_trials_best_epoch_and_restarts(tmp_path, capsys):
     assert png.stat().st_size > 0
 
 
+def test_mid_epoch_and_interrupted_reports_are_left_out(tmp_path, capsys):
+    tune = _tune_dir(tmp_path, {8.0: [0.87, 0.9]})
+    progress = tune / "tune" / "trial_0" / "progress.csv"
+    progress.write_text(
+        "epoch,val_corruption_acc,restarts_adopted,mid_epoch\n"
+        "1,0.87,0,\n"
+        "2,,1,1\n"  # a mid-epoch checkpoint: no validation
+        "2,0.9,1,\n"
+    )
+    assert mc.main([str(tune)]) == 0
+    out = capsys.readouterr().out
+    assert "| grid ant.epsilon=8 | 87.00 | 90.00 | 90.00 (2) |" in out
+    assert "- grid ant.epsilon=8: 0, 1" in out
+
+
 def test_a_missing_metric_is_named(tmp_path):
     tune = _tune_dir(tmp_path, {8.0: [0.9]})
     with pytest.raises(SystemExit, match="no column val_gaussian_acc"):

@@ -1,6 +1,7 @@
 """Search spaces: epsilon ranges carry the per-coordinate size across image sizes."""
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -62,7 +63,8 @@ def test_every_space_matches_a_noise_mode_and_overrides_a_valid_config():
     from orchestrator.tune_runner import REQUIRED_MODE
 
     assert set(REQUIRED_MODE) == set(SPACES)
-    config = {"gnt": "configs/mnist_gnt.yaml", "ant": "configs/mnist_ant1x1.yaml"}
+    repo = Path(__file__).resolve().parents[2]
+    config = {"gnt": repo / "configs/mnist_gnt.yaml", "ant": repo / "configs/mnist_ant1x1.yaml"}
     for name, space in SPACES.items():
         low, high = space_bounds(space, num_coordinates=784)
         for value in (low, high):
