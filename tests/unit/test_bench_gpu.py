@@ -1,21 +1,13 @@
 """benchmarks/bench_gpu.py runs on CPU with tiny sizes: every requested row is measured."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_gpu.py"
+from benchmark_script import load_benchmark
 
 
 def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_gpu", BENCH)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_gpu"] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_gpu")
 
 
 def test_tiny_cpu_bare_loop_measures_each_mode(tmp_path, capsys):

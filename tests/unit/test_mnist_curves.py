@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_script import load_benchmark
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "mnist_curves.py"
-_spec = importlib.util.spec_from_file_location("mnist_curves", _PATH)
-assert _spec is not None and _spec.loader is not None
-mc = importlib.util.module_from_spec(_spec)
-sys.modules["mnist_curves"] = mc
-_spec.loader.exec_module(mc)
+mc = load_benchmark("mnist_curves")
 
 
 def _tune_dir(root: Path, curves: dict[float, list[float]]) -> Path:

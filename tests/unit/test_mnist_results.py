@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_script import load_benchmark
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "mnist_results.py"
-_spec = importlib.util.spec_from_file_location("mnist_results", _PATH)
-assert _spec is not None and _spec.loader is not None
-mr = importlib.util.module_from_spec(_spec)
-sys.modules["mnist_results"] = mr  # dataclasses look their module up
-_spec.loader.exec_module(mr)
+mr = load_benchmark("mnist_results")
 
 
 def _rows(**acc: list[float]) -> dict:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+from benchmark_script import load_benchmark
 
-_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "mnist_sweeps.py"
-_spec = importlib.util.spec_from_file_location("mnist_sweeps", _PATH)
-assert _spec is not None and _spec.loader is not None
-ms = importlib.util.module_from_spec(_spec)
-sys.modules["mnist_sweeps"] = ms
-_spec.loader.exec_module(ms)
+ms = load_benchmark("mnist_sweeps")
 
 
 def _tune_dir(root: Path, name: str, values: dict[float, float], split="val") -> Path:

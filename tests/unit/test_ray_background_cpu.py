@@ -1,24 +1,18 @@
 """benchmarks/ray_background_cpu.py: the /proc reader and the process labels (the Ray run
 itself is a benchmark, not a test)."""
 
-import importlib.util
 import os
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from benchmark_script import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "ray_background_cpu.py"
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("ray_background_cpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["ray_background_cpu"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("ray_background_cpu")
 
 
 def test_cpu_seconds_sees_this_process_use_cpu():
