@@ -116,6 +116,7 @@ def _train(args: argparse.Namespace) -> int:
     from orchestrator.config import load_config
     from orchestrator.run_dir import default_run_dir
     from orchestrator.train import train_from_config
+    from trainers.epoch_metrics import EPOCH_LINE_KEYS
 
     if args.resume and not args.run_dir:
         raise UserError("--resume needs --run-dir RUN")
@@ -131,8 +132,8 @@ def _train(args: argparse.Namespace) -> int:
         address=args.address,
     )
     print(f"run directory: {os.path.abspath(run_dir)}")
-    for key in ("val_clean_acc", "val_gaussian_acc", "val_generator_acc", "val_corruption_acc"):
-        if key in metrics:
+    for key in EPOCH_LINE_KEYS:  # the validation figures of the epoch line
+        if key.startswith("val_") and key in metrics:
             print(f"{key}: {metrics[key]:.4f}")
     return 0
 

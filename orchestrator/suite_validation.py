@@ -19,7 +19,6 @@ training with the suite on or off.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -29,6 +28,7 @@ from evaluation.corruption_loop import EvalSettings, eval_subset, evaluate_split
 from evaluation.corruptions.suites import generated_suite
 from evaluation.request import CLEAN_DATASETS, EvalRequest
 from trainers.data import resolve_data_root
+from trainers.validation import SuiteValidation
 
 # antray eval's defaults: the corruption seeds depend on both.
 EVAL_SEED: int = EvalRequest.model_fields["seed"].default
@@ -47,7 +47,7 @@ def suite_metrics(benchmark: str) -> tuple[str, ...]:
 
 def make_suite_validation(
     cfg: Any, data_root: str | None, device: torch.device
-) -> Callable[[nn.Module], dict[str, float]] | None:
+) -> SuiteValidation | None:
     """The epoch-end measurement for ``cfg.data.val_suite``, or None when it is ``none``.
 
     The clean validation images are loaded once here; each call corrupts them afresh with the

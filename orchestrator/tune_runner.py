@@ -18,6 +18,7 @@ from orchestrator.preflight import HEAD_SLIVER
 from orchestrator.ray_runner import OUTSIDE_ANY_PLACEMENT_GROUP
 from orchestrator.run_dir import CONFIG_FILE, prepare_run_dir
 from orchestrator.storage import RunLocation, Storage
+from orchestrator.suite_validation import MEAN_KEY, suite_metrics
 from tune_spaces import SPACES, SearchSpace, asha_scheduler, param_space
 
 RESULTS_FILE = "tune_results.csv"
@@ -210,8 +211,6 @@ def check_metric(cfg: ExperimentConfig, metric: str) -> None:
             f"--metric {metric} is measured only with data.val_suite set "
             "(e.g. --set data.val_suite=mnist-c)"
         )
-    from orchestrator.suite_validation import suite_metrics
-
     known = suite_metrics(suite)
     if metric not in known:
         raise UserError(f"--metric {metric}: data.val_suite={suite} reports {', '.join(known)}")
@@ -230,7 +229,7 @@ def check_grid_value(cfg: ExperimentConfig, space: SearchSpace, value: float) ->
 def default_metric(cfg: ExperimentConfig) -> str:
     """What trials are ranked by unless ``--metric`` says: the generated corruption suite on
     the validation split when the config measures it, else the quick Gaussian set."""
-    return "val_corruption_acc" if cfg.data.val_suite != "none" else "val_gaussian_acc"
+    return MEAN_KEY if cfg.data.val_suite != "none" else "val_gaussian_acc"
 
 
 def tune_location(cfg: ExperimentConfig, out: Path) -> RunLocation:

@@ -32,6 +32,7 @@ from trainers.mixing import Shares, split_batch
 from trainers.models import create_model
 from trainers.order import EpochOrder
 from trainers.steps import StepFn, StepParts, bare, create_step
+from trainers.validation import SuiteValidation
 from trainers.worker_env import WorkerEnv
 
 ServiceFactory = Callable[..., GeneratorService]
@@ -57,7 +58,7 @@ class Run:
     start_epoch: int = 0
     resume_at: int = 0  # batches of start_epoch already trained (mid-epoch checkpoint)
     # rank 0: the generated corruption suite on the validation split (data.val_suite)
-    suite_validation: Callable[[nn.Module], dict[str, float]] | None = None
+    suite_validation: SuiteValidation | None = None
 
 
 def per_worker_batch(batch_size: int, world_size: int) -> int:

@@ -18,10 +18,10 @@ from trainers.device import Precision
 
 QUICK_GAUSSIAN_SIGMA = 0.5
 
-# (cfg, data_root, device) -> a measurement of the model, metrics by name, or None (off)
-SuiteValidationFactory = Callable[
-    [Any, str | None, torch.device], Callable[[nn.Module], dict[str, float]] | None
-]
+# A measurement of the model on rank 0 at each epoch's end: metrics by name.
+SuiteValidation = Callable[[nn.Module], dict[str, float]]
+# (cfg, data_root, device) -> the measurement, or None (off)
+SuiteValidationFactory = Callable[[Any, str | None, torch.device], SuiteValidation | None]
 
 
 @torch.no_grad()
