@@ -73,6 +73,15 @@ def _strip_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def served_weights(state: dict[str, Any]) -> Any:
+    """The classifier a checkpoint serves: the weight average when the run kept one
+    (``optim.ema_decay``; the weights its validation measured), else the live weights."""
+    averaged = state.get("averaged_model")
+    if isinstance(averaged, dict) and isinstance(averaged.get("weights"), dict):
+        return averaged["weights"]
+    return state.get("model")
+
+
 def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     """The classifier of an antray checkpoint (CPU, eval mode) and what the run was.
 
@@ -94,7 +103,7 @@ def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     model_cfg = _section(config, "model", state_file)
     data_cfg = _section(config, "data", state_file)
     ant_cfg = config.get("ant") if isinstance(config.get("ant"), dict) else {}
-    weights = state.get("model")
+    weights = served_weights(state)
     if not isinstance(weights, dict) or "name" not in model_cfg:
         raise CheckpointError(f"{state_file} holds no classifier weights ('model' state_dict)")
     name = str(model_cfg["name"])

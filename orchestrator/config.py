@@ -72,6 +72,9 @@ class OptimSection(_Frozen):
     max_steps: PositiveInt | None = None  # stop early after this many classifier steps
     step_size_epochs: PositiveInt = 60  # StepLR, reference: 60 epochs, gamma 0.1
     gamma: Annotated[float, Field(gt=0, le=1)] = 0.1
+    # > 0: validation and the checkpoint's served classifier use an exponential moving
+    # average of the weights (decay per step); training itself is unchanged. 0: off.
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
 
 class SharesSection(_Frozen):

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import torch
 
+from evaluation.model_loading import served_weights
 from orchestrator.config import ExperimentConfig
 from orchestrator.errors import Interrupted, TrainingFault
 from orchestrator.run_dir import CONFIG_FILE, prepare_run_dir, write_metrics
@@ -96,7 +97,8 @@ def train_from_config(
 
             finish_run(target, run_path, status=status)
     if state is not None:
-        torch.save({"config": state["config"], "model": state["model"]}, run_path / MODEL_FILE)
+        served = served_weights(state)  # the weight average when the run kept one
+        torch.save({"config": state["config"], "model": served}, run_path / MODEL_FILE)
     write_metrics(run_path, metrics)
     if target is not None:
         from orchestrator.tracking import finish_run

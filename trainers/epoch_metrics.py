@@ -14,6 +14,7 @@ EPOCH_LINE_KEYS = (
     "val_gaussian_acc",
     "val_generator_acc",
     "val_corruption_acc",
+    "live_val_corruption_acc",  # optim.ema_decay: the live weights beside the average
     "images_per_s",
     "replay_size",
     "restarts_adopted",

@@ -31,6 +31,9 @@ from trainers.validation import SuiteValidationFactory, quick_validation
 from trainers.worker_env import WorkerEnv
 
 STOP_CHECK_EVERY_STEPS = 10
+# With optim.ema_decay the suite measures the averaged weights under its own names and the
+# live weights under these.
+LIVE_PREFIX = "live_"
 
 
 @dataclass
@@ -93,6 +96,8 @@ def train_one_epoch(run: Run, epoch: int) -> EpochResult:
             return EpochResult({}, error=_nonfinite(run, epoch, metrics["loss"]))
         run.step += 1
         done += 1
+        if run.average is not None:
+            run.average.update(bare(run.model))
         tally.add(metrics, time.perf_counter() - t0)
         meter.update(run.step, int(metrics["images"]), metrics["loss"])
         if run.life is not None:
@@ -133,7 +138,10 @@ def end_epoch(run: Run, epoch: int, result: EpochResult) -> dict[str, float]:
         if env.rank == 0 and run.val_loader is not None:
             metrics.update(_validate(run))
         if run.suite_validation is not None:
-            metrics.update(run.suite_validation(bare(run.model)))
+            metrics.update(run.suite_validation(run.served_model()))
+            if run.average is not None:  # the live weights too, to compare with the average
+                live = run.suite_validation(bare(run.model))
+                metrics.update({LIVE_PREFIX + k: v for k, v in live.items()})
         if env.rank == 0:
             print(epoch_line(metrics, cfg.optim.epochs), flush=True)
     last = epoch + 1 == cfg.optim.epochs or run.step >= run.total_steps
@@ -156,7 +164,7 @@ def end_epoch(run: Run, epoch: int, result: EpochResult) -> dict[str, float]:
 def _validate(run: Run) -> dict[str, float]:
     generator = bare(run.life.generator) if run.life is not None else None
     return quick_validation(
-        bare(run.model),
+        run.served_model(),
         run.val_loader,  # type: ignore[arg-type]
         run.precision,
         generator=generator,

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 
 from generators.networks import create_generator
 from generators.optim import adam, load_optimizer_state, sgd
+from trainers.averaging import WeightAverage, create_average
 from trainers.data import (
     IMAGE_SPECS,
     DataRoot,
@@ -59,6 +60,12 @@ class Run:
     resume_at: int = 0  # batches of start_epoch already trained (mid-epoch checkpoint)
     # rank 0: the generated corruption suite on the validation split (data.val_suite)
     suite_validation: SuiteValidation | None = None
+    # rank 0, optim.ema_decay > 0: the averaged weights that validation and eval read
+    average: WeightAverage | None = None
+
+    def served_model(self) -> nn.Module:
+        """The classifier that validation measures and a checkpoint serves to eval."""
+        return self.average.model if self.average is not None else bare(self.model)
 
 
 def per_worker_batch(batch_size: int, world_size: int) -> int:
@@ -170,11 +177,17 @@ def setup_run(
         life=life,
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
+        average=create_average(bare(model), _ema_decay(cfg)) if env.rank == 0 else None,
     )
     state = env.load_checkpoint()
     if state is not None:
         restore(run, state)
     return run
+
+
+def _ema_decay(cfg: Any) -> float:
+    # Read softly: configs from before the key existed have no average.
+    return float(getattr(cfg.optim, "ema_decay", 0.0))
 
 
 def val_size(cfg: Any) -> int:
@@ -269,7 +282,9 @@ def checkpoint_state(
         "mid_epoch": mid_epoch,
         "interrupted": interrupted,
         "config": run.cfg.to_dict(),
-        "model": cpu_state(bare(run.model)),
+        "model": cpu_state(bare(run.model)),  # the live weights: training resumes from them
+        # optim.ema_decay > 0: the averaged weights, which antray eval serves
+        "averaged_model": run.average.state() if run.average is not None else None,
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "generator": life.get("generator"),
@@ -284,6 +299,12 @@ def restore(run: Run, state: dict[str, Any]) -> None:
     bare(run.model).load_state_dict(state["model"])
     load_optimizer_state(run.optimizer, state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
+    if run.average is not None:
+        averaged = state.get("averaged_model")
+        if averaged is not None:
+            run.average.load_state(averaged)
+        else:  # a checkpoint from a run without the average: start it from here
+            run.average.update(bare(run.model))
     if run.life is not None:
         run.life.load_state(state)
     _apply_new_lr(run.optimizer, run.scheduler, run.cfg.optim.lr, state["config"]["optim"]["lr"])
