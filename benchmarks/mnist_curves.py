@@ -6,6 +6,10 @@ the generated corruption suite on the validation split) with the restarts adopte
 
     PYTHONPATH=. python benchmarks/mnist_curves.py runs/suite_val/ant1x1_eps8_10 \\
         runs/suite_val/gnt04 --plot docs/results/suite_val/val_corruption_vs_epoch.png
+
+``--metric`` may be given more than once (e.g. ``val_corruption_acc`` and
+``live_val_corruption_acc`` for a run with ``optim.ema_decay``): one table per metric, and
+one line per trial and metric in the plot (solid for the first metric, dashed after).
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from pathlib import Path
 import pandas as pd
 
 
-def trial_curves(tune_dir: Path, metric: str) -> list[tuple[str, pd.DataFrame]]:
-    """(label, per-epoch rows) for every trial of one ``antray tune`` output directory."""
+def trial_curves(
+    tune_dir: Path, metric: str, *, missing_ok: bool = False
+) -> list[tuple[str, pd.DataFrame]]:
+    """(label, per-epoch rows) for every trial of one ``antray tune`` output directory;
+    with ``missing_ok``, trials that did not report ``metric`` are left out."""
     best = json.loads((tune_dir / "best.json").read_text())
     key = best["key"]
     curves = []
@@ -27,6 +34,8 @@ def trial_curves(tune_dir: Path, metric: str) -> list[tuple[str, pd.DataFrame]]:
         params = json.loads((progress.parent / "params.json").read_text())
         rows = pd.read_csv(progress)
         if metric not in rows:
+            if missing_ok:
+                continue
             raise SystemExit(f"{progress}: no column {metric}")
         # One row per finished epoch: mid-epoch checkpoints and interrupted epochs report
         # no validation.
@@ -34,7 +43,7 @@ def trial_curves(tune_dir: Path, metric: str) -> list[tuple[str, pd.DataFrame]]:
             rows = rows[rows["mid_epoch"].fillna(0) != 1]
         rows = rows.dropna(subset=[metric]).drop_duplicates("epoch", keep="last")
         curves.append((f"{tune_dir.name} {key}={params['value']:g}", rows.reset_index(drop=True)))
-    if not curves:
+    if not curves and not missing_ok:
         raise SystemExit(f"{tune_dir}: no tune/trial_*/progress.csv")
     return curves
 
@@ -61,17 +70,23 @@ def markdown(curves: list[tuple[str, pd.DataFrame]], metric: str) -> str:
     return "\n".join(lines)
 
 
-def plot(curves: list[tuple[str, pd.DataFrame]], metric: str, out: Path) -> None:
+def plot(curves: list[tuple[str, pd.DataFrame]], metrics: list[str], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    for label, rows in curves:
-        ax.plot(rows["epoch"], 100 * rows[metric], marker="o", label=label)
+    for i, (label, rows) in enumerate(curves):
+        color = f"C{i}"
+        for j, metric in enumerate(metrics):
+            if metric not in rows:
+                continue
+            name = label if len(metrics) == 1 else f"{label} {metric}"
+            style = "-" if j == 0 else "--"
+            ax.plot(rows["epoch"], 100 * rows[metric], style, color=color, marker="o", label=name)
     ax.set_xlabel("epoch")
-    ax.set_ylabel(f"{metric} (%)")
+    ax.set_ylabel(f"{metrics[0]} (%)" if len(metrics) == 1 else "validation top-1 (%)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -82,13 +97,19 @@ def plot(curves: list[tuple[str, pd.DataFrame]], metric: str, out: Path) -> None
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("tune_dirs", nargs="+", type=Path, help="antray tune --out directories")
-    p.add_argument("--metric", default="val_corruption_acc")
+    p.add_argument("--metric", action="append", help="default: val_corruption_acc; repeatable")
     p.add_argument("--plot", type=Path, help="write the curves as a PNG here")
     args = p.parse_args(argv)
-    curves = [c for d in args.tune_dirs for c in trial_curves(d, args.metric)]
-    print(markdown(curves, args.metric))
+    metrics = args.metric or ["val_corruption_acc"]
+    for i, metric in enumerate(metrics):
+        # The first metric is required of every trial; later ones where reported.
+        curves = [c for d in args.tune_dirs for c in trial_curves(d, metric, missing_ok=i > 0)]
+        if len(metrics) > 1:
+            print(("\n" if i else "") + f"{metric}:\n")
+        print(markdown(curves, metric))
     if args.plot:
-        plot(curves, args.metric, args.plot)
+        curves = [c for d in args.tune_dirs for c in trial_curves(d, metrics[0])]
+        plot(curves, metrics, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 

@@ -231,6 +231,7 @@ def _mlflow_params(results: dict[str, Any], info: dict[str, Any]) -> dict[str, A
         "eps_star_epsilon": meta.get("request", {}).get("eps_star_epsilon"),
         "checkpoint": info.get("checkpoint"),
         "architecture": info.get("architecture"),
+        "weights": info.get("weights"),
     }
     return {k: v for k, v in params.items() if v not in (None, "")}
 
@@ -311,7 +312,11 @@ def run_eval(args: argparse.Namespace, *, distribute: ShardMapper | None = None)
     paths, mlflow_run = _write_and_log(results, out, args, info)
 
     source = results["metadata"]["data_source"]
-    print(f"model: {request.model_name}  benchmark: {args.benchmark} ({source}, {request.split})")
+    weights = f"  weights: {info['weights']}" if info.get("weights") == "averaged" else ""
+    print(
+        f"model: {request.model_name}  benchmark: {args.benchmark} ({source}, {request.split})"
+        + weights
+    )
     print(f"clean accuracy: {_fmt(results['clean_accuracy'])}")
     print(f"mean corruption accuracy: {_fmt(results['mean_accuracy'])}")
     if results["mean_accuracy_without_noise"] is not None:

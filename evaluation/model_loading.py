@@ -76,10 +76,12 @@ def _strip_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
 def served_weights(state: dict[str, Any]) -> Any:
     """The classifier a checkpoint serves: the weight average when the run kept one
     (``optim.ema_decay``; the weights its validation measured), else the live weights."""
+    return state["averaged_model"]["weights"] if _has_average(state) else state.get("model")
+
+
+def _has_average(state: dict[str, Any]) -> bool:
     averaged = state.get("averaged_model")
-    if isinstance(averaged, dict) and isinstance(averaged.get("weights"), dict):
-        return averaged["weights"]
-    return state.get("model")
+    return isinstance(averaged, dict) and isinstance(averaged.get("weights"), dict)
 
 
 def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
@@ -137,6 +139,8 @@ def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         "run_dir": str(run_dir),
         "checkpoint": str(state_file.resolve()),
         "epoch": state.get("epoch"),
+        # "averaged": the run's weight average (optim.ema_decay), else "live"
+        "weights": "averaged" if _has_average(state) else "live",
     }
     return model, info
 

@@ -55,3 +55,24 @@ def test_a_missing_metric_is_named(tmp_path):
     tune = _tune_dir(tmp_path, {8.0: [0.9]})
     with pytest.raises(SystemExit, match="no column val_gaussian_acc"):
         mc.main([str(tune), "--metric", "val_gaussian_acc"])
+
+
+def test_a_second_metric_gets_its_own_table_where_reported(tmp_path, capsys):
+    tune = _tune_dir(tmp_path, {10.0: [0.87, 0.9]})
+    progress = tune / "tune" / "trial_0" / "progress.csv"
+    progress.write_text(
+        "epoch,val_corruption_acc,live_val_corruption_acc,restarts_adopted\n"
+        "1,0.87,0.86,0\n"
+        "2,0.9,0.88,1\n"
+    )
+    other = _tune_dir(tmp_path / "old", {8.0: [0.85]})  # no live_ column: left out there
+    png = tmp_path / "curves.png"
+    argv = [str(tune), str(other), "--metric", "val_corruption_acc"]
+    assert mc.main([*argv, "--metric", "live_val_corruption_acc", "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    first, second = out.split("live_val_corruption_acc:")
+    assert "| grid ant.epsilon=10 | 87.00 | 90.00 | 90.00 (2) |" in first
+    assert "| grid ant.epsilon=8 | 85.00 |  | 85.00 (1) |" in first
+    assert "| grid ant.epsilon=10 | 86.00 | 88.00 | 88.00 (2) |" in second
+    assert "ant.epsilon=8" not in second.split("restarts")[0]
+    assert png.stat().st_size > 0

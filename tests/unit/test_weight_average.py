@@ -128,6 +128,7 @@ def test_training_is_unchanged_and_eval_serves_the_average(mnist_root, tmp_path)
     assert main([*evaluate, "--out", str(out), "--data-root", str(mnist_root)]) == 0
     report = json.loads((out / "results.json").read_text())
     assert report["mean_accuracy"] == pytest.approx(averaged[MEAN_KEY], abs=1e-12)
+    assert report["metadata"]["checkpoint"]["weights"] == "averaged"
     # model.pt, the run's final classifier for other tools, is the average too.
     served = torch.load(tmp_path / "ema" / "model.pt", weights_only=False)["model"]
     for name, value in state["averaged_model"]["weights"].items():
