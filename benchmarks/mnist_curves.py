@@ -76,7 +76,7 @@ def plot(curves: list[tuple[str, pd.DataFrame]], metrics: list[str], out: Path) 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
     for i, (label, rows) in enumerate(curves):
         color = f"C{i}"
         for j, metric in enumerate(metrics):
@@ -88,7 +88,8 @@ def plot(curves: list[tuple[str, pd.DataFrame]], metrics: list[str], out: Path) 
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"{metrics[0]} (%)" if len(metrics) == 1 else "validation top-1 (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    # Beside the axes: with several runs a legend inside would cover the curves.
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(out, dpi=120)

@@ -111,7 +111,7 @@ def _train(run: Path, mnist_root: Path, tmp_path: Path, *extra: str) -> dict:
 
 
 def test_training_is_unchanged_and_eval_serves_the_average(mnist_root, tmp_path):
-    plain = _train(tmp_path / "plain", mnist_root, tmp_path)
+    plain = _train(tmp_path / "plain", mnist_root, tmp_path, "optim.ema_decay=0")
     averaged = _train(tmp_path / "ema", mnist_root, tmp_path, "optim.ema_decay=0.9")
     # Same training (loss of every step of the last epoch), and the live weights measure
     # exactly what the run without the average measured.
