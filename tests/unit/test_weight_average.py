@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_loop_fidelity import FakeEnv, Preempted, tiny
 from torch import nn
 
 from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.suite_validation import MEAN_KEY
-from tests.unit.test_loop_fidelity import FakeEnv, Preempted, tiny
 from trainers.averaging import WeightAverage, create_average
 from trainers.loop import LIVE_PREFIX, run_worker
 from trainers.worker_env import load_state
