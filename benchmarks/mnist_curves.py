@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     for i, metric in enumerate(metrics):
         # The first metric is required of every trial; later ones where reported.
         curves = [c for d in args.tune_dirs for c in trial_curves(d, metric, missing_ok=i > 0)]
+        if not curves:
+            raise SystemExit(f"no trial reports {metric}")
         if len(metrics) > 1:
             print(("\n" if i else "") + f"{metric}:\n")
         print(markdown(curves, metric))

@@ -90,7 +90,8 @@ def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     ``info``: ``model`` (a label: the run directory's name), ``architecture`` (registry name),
     ``num_classes``, ``dataset``, ``epsilon`` and ``generator`` (``ant`` section; None when
     absent), ``noise_mode``, ``val_size`` and ``split_seed`` (``data`` section; None when
-    absent), ``run_dir`` and ``checkpoint`` (paths, as strings), ``epoch``.
+    absent), ``run_dir`` and ``checkpoint`` (paths, as strings), ``epoch``, ``weights``
+    (``averaged``: the run's weight average, ``optim.ema_decay``; else ``live``).
 
     Raises:
         CheckpointError: no checkpoint there, not an antray checkpoint, or weights that do not

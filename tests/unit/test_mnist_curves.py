@@ -76,3 +76,11 @@ def test_a_second_metric_gets_its_own_table_where_reported(tmp_path, capsys):
     assert "| grid ant.epsilon=10 | 86.00 | 88.00 | 88.00 (2) |" in second
     assert "ant.epsilon=8" not in second.split("restarts")[0]
     assert png.stat().st_size > 0
+
+
+def test_a_later_metric_no_trial_reports_is_an_error(tmp_path):
+    tune = _tune_dir(tmp_path, {8.0: [0.9]})
+    with pytest.raises(SystemExit, match="no trial reports live_val_corruption_accc"):
+        mc.main(
+            [str(tune), "--metric", "val_corruption_acc", "--metric", "live_val_corruption_accc"]
+        )

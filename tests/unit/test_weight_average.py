@@ -39,7 +39,7 @@ def test_the_average_is_the_exponential_moving_average_of_the_steps():
     got = average.model.state_dict()
     for name, value in expected.items():
         if name.endswith("num_batches_tracked"):
-            continue  # an integer buffer: torch copies it
+            continue  # an integer buffer: averaged and truncated, not compared
         assert torch.allclose(got[name].float(), value, atol=1e-6), name
     assert average.updates == 5 and not average.model.training
 
@@ -133,3 +133,14 @@ def test_training_is_unchanged_and_eval_serves_the_average(mnist_root, tmp_path)
     served = torch.load(tmp_path / "ema" / "model.pt", weights_only=False)["model"]
     for name, value in state["averaged_model"]["weights"].items():
         assert torch.equal(served[name], value), name
+
+
+def test_resuming_a_run_without_an_average_starts_one_from_its_weights(tmp_path):
+    run = tmp_path / "run"
+    run_worker(tiny("noise.mode=vanilla"), FakeEnv(run))  # 1 epoch, 8 steps, no average
+    assert load_state(run / "checkpoint")["averaged_model"] is None
+    resumed = tiny("noise.mode=vanilla", "optim.epochs=2", "optim.ema_decay=0.8")
+    run_worker(resumed, FakeEnv(run, resume=True))
+    averaged = load_state(run / "checkpoint")["averaged_model"]
+    # one copy of the restored weights, then the 8 steps of epoch 2
+    assert averaged["updates"] == 9 and averaged["decay"] == 0.8
