@@ -25,6 +25,11 @@ def _tune_dir(root: Path, curves: dict[float, list[float]]) -> Path:
     return out
 
 
+def _progress(tune: Path, *lines: str) -> None:
+    """Replace the first trial's progress.csv with these lines (header first)."""
+    (tune / "tune" / "trial_0" / "progress.csv").write_text("\n".join(lines) + "\n")
+
+
 def test_table_names_each_trials_best_epoch_and_restarts(tmp_path, capsys):
     tune = _tune_dir(tmp_path, {8.0: [0.87, 0.905, 0.88], 10.0: [0.866]})
     png = tmp_path / "curves.png"
@@ -38,12 +43,12 @@ def test_table_names_each_trials_best_epoch_and_restarts(tmp_path, capsys):
 
 def test_mid_epoch_and_interrupted_reports_are_left_out(tmp_path, capsys):
     tune = _tune_dir(tmp_path, {8.0: [0.87, 0.9]})
-    progress = tune / "tune" / "trial_0" / "progress.csv"
-    progress.write_text(
-        "epoch,val_corruption_acc,restarts_adopted,mid_epoch\n"
-        "1,0.87,0,\n"
-        "2,,1,1\n"  # a mid-epoch checkpoint: no validation
-        "2,0.9,1,\n"
+    _progress(
+        tune,
+        "epoch,val_corruption_acc,restarts_adopted,mid_epoch",
+        "1,0.87,0,",
+        "2,,1,1",  # a mid-epoch checkpoint: no validation
+        "2,0.9,1,",
     )
     assert mc.main([str(tune)]) == 0
     out = capsys.readouterr().out
@@ -59,11 +64,11 @@ def test_a_missing_metric_is_named(tmp_path):
 
 def test_a_second_metric_gets_its_own_table_where_reported(tmp_path, capsys):
     tune = _tune_dir(tmp_path, {10.0: [0.87, 0.9]})
-    progress = tune / "tune" / "trial_0" / "progress.csv"
-    progress.write_text(
-        "epoch,val_corruption_acc,live_val_corruption_acc,restarts_adopted\n"
-        "1,0.87,0.86,0\n"
-        "2,0.9,0.88,1\n"
+    _progress(
+        tune,
+        "epoch,val_corruption_acc,live_val_corruption_acc,restarts_adopted",
+        "1,0.87,0.86,0",
+        "2,0.9,0.88,1",
     )
     other = _tune_dir(tmp_path / "old", {8.0: [0.85]})  # no live_ column: left out there
     png = tmp_path / "curves.png"

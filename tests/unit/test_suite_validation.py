@@ -41,6 +41,15 @@ def _train(run: Path, mnist_root: Path, tmp_path: Path, *suite: str) -> dict:
     return json.loads((run / "metrics.json").read_text())
 
 
+def eval_val_suite(run: Path, mnist_root: Path, out: Path) -> dict:
+    """``antray eval --generated --split val`` of the run's checkpoint on the first IMAGES
+    validation digits, as the loop measures them; the report (results.json)."""
+    evaluate = ["eval", "--checkpoint", str(run), "--benchmark", "mnist-c"]
+    evaluate += ["--generated", "--split", "val", "--limit", str(IMAGES), "--no-progress"]
+    assert main([*evaluate, "--out", str(out), "--data-root", str(mnist_root)]) == 0
+    return json.loads((out / "results.json").read_text())
+
+
 def test_training_reports_the_suite_and_eval_of_the_checkpoint_agrees(mnist_root, tmp_path):
     on = ("data.val_suite=mnist-c", f"data.val_suite_images={IMAGES}")
     metrics = _train(tmp_path / "run", mnist_root, tmp_path, *on)
@@ -51,11 +60,7 @@ def test_training_reports_the_suite_and_eval_of_the_checkpoint_agrees(mnist_root
     # A trained-for-two-epochs model is far from chance on most corruptions.
     assert metrics[MEAN_KEY] > 0.3, metrics[MEAN_KEY]
 
-    out = tmp_path / "eval"
-    evaluate = ["eval", "--checkpoint", str(tmp_path / "run"), "--benchmark", "mnist-c"]
-    evaluate += ["--generated", "--split", "val", "--limit", str(IMAGES), "--no-progress"]
-    assert main([*evaluate, "--out", str(out), "--data-root", str(mnist_root)]) == 0
-    report = json.loads((out / "results.json").read_text())
+    report = eval_val_suite(tmp_path / "run", mnist_root, tmp_path / "eval")
     assert report["mean_accuracy"] == pytest.approx(metrics[MEAN_KEY], abs=1e-12)
 
     # Measuring the suite does not change the training: the GNT noise of epoch 2 comes from

@@ -2,12 +2,13 @@
 classifier's weights, while training (and the ANT generator, which attacks the live
 weights) stays exactly what it is without it."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 from test_loop_fidelity import FakeEnv, Preempted, tiny
+from test_suite_validation import IMAGES, eval_val_suite
+from test_suite_validation import _train as train_gnt
 from torch import nn
 
 from orchestrator.cli import main
@@ -92,27 +93,13 @@ def test_a_resumed_run_continues_the_same_average(tmp_path):
         assert torch.allclose(got.float(), value.float(), atol=1e-6), name
 
 
-def _train(run: Path, mnist_root: Path, tmp_path: Path, *extra: str) -> dict:
-    overrides = [
-        "data.limit_train=512",
-        "data.limit_val=100",
-        "data.batch_size=64",
-        "optim.epochs=2",
-        "runtime.torch_threads=1",
-        "data.val_suite=mnist-c",
-        "data.val_suite_images=300",
-        "tracking.mlflow_uri=sqlite:///" + str(tmp_path / "ml.db"),
-        *extra,
-    ]
-    argv = ["train", "--backend", "local", "--config", str(REPO / "configs/mnist_gnt.yaml")]
-    argv += ["--run-dir", str(run), "--data-root", str(mnist_root)]
-    assert main([*argv, *[a for o in overrides for a in ("--set", o)]]) == 0
-    return json.loads((run / "metrics.json").read_text())
+# GNT on 512 real digits for 2 epochs with the suite of 300 validation digits on.
+SUITE = ("data.val_suite=mnist-c", f"data.val_suite_images={IMAGES}")
 
 
 def test_training_is_unchanged_and_eval_serves_the_average(mnist_root, tmp_path):
-    plain = _train(tmp_path / "plain", mnist_root, tmp_path, "optim.ema_decay=0")
-    averaged = _train(tmp_path / "ema", mnist_root, tmp_path, "optim.ema_decay=0.9")
+    plain = train_gnt(tmp_path / "plain", mnist_root, tmp_path, *SUITE, "optim.ema_decay=0")
+    averaged = train_gnt(tmp_path / "ema", mnist_root, tmp_path, *SUITE, "optim.ema_decay=0.9")
     # Same training (loss of every step of the last epoch), and the live weights measure
     # exactly what the run without the average measured.
     assert averaged["train_loss"] == plain["train_loss"]
@@ -122,11 +109,7 @@ def test_training_is_unchanged_and_eval_serves_the_average(mnist_root, tmp_path)
 
     state = load_state(tmp_path / "ema" / "checkpoint")
     assert state["averaged_model"]["updates"] == averaged["step"] == 16
-    out = tmp_path / "eval"
-    evaluate = ["eval", "--checkpoint", str(tmp_path / "ema"), "--benchmark", "mnist-c"]
-    evaluate += ["--generated", "--split", "val", "--limit", "300", "--no-progress"]
-    assert main([*evaluate, "--out", str(out), "--data-root", str(mnist_root)]) == 0
-    report = json.loads((out / "results.json").read_text())
+    report = eval_val_suite(tmp_path / "ema", mnist_root, tmp_path / "eval")
     assert report["mean_accuracy"] == pytest.approx(averaged[MEAN_KEY], abs=1e-12)
     assert report["metadata"]["checkpoint"]["weights"] == "averaged"
     # model.pt, the run's final classifier for other tools, is the average too.
