@@ -102,17 +102,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", type=Path, help="write the curves as a PNG here")
     args = p.parse_args(argv)
     metrics = args.metric or ["val_corruption_acc"]
+    first: list[tuple[str, pd.DataFrame]] = []  # the plot's trials: those of the first metric
     for i, metric in enumerate(metrics):
         # The first metric is required of every trial; later ones where reported.
         curves = [c for d in args.tune_dirs for c in trial_curves(d, metric, missing_ok=i > 0)]
         if not curves:
             raise SystemExit(f"no trial reports {metric}")
+        first = first or curves
         if len(metrics) > 1:
             print(("\n" if i else "") + f"{metric}:\n")
         print(markdown(curves, metric))
     if args.plot:
-        curves = [c for d in args.tune_dirs for c in trial_curves(d, metrics[0])]
-        plot(curves, metrics, args.plot)
+        plot(first, metrics, args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 

@@ -7,6 +7,7 @@ same way, not recomputed for the averaged weights; integer buffers
 with ``momentum=None``. The first update copies the live weights (no warm-up), so early
 epochs still hold some of the first steps' weights (0.998^430 = 42 % after one MNIST
 epoch).
+
 The average is what validation measures and what a checkpoint serves to ``antray eval``;
 training, the generator step and the generator restarts keep using the live weights, so
 the algorithm of SPEC.md runs unchanged and a run with the average on trains exactly the
@@ -23,6 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from trainers.generator_service import cpu_state
 
 
 class WeightAverage:
@@ -54,9 +57,7 @@ class WeightAverage:
     def state(self) -> dict[str, Any]:
         """A copy (never views of the live average) for a checkpoint."""
         return {
-            "weights": {
-                k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()
-            },
+            "weights": cpu_state(self.model),
             "updates": self.updates,
             "decay": self.decay,
         }
