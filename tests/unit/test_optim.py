@@ -42,8 +42,11 @@ def test_fused_steps_update_as_the_default_loop(fused, plain):
     a, opt = _train(fused)
     b, _ = _train(plain)
     assert opt.param_groups[0]["fused"] is True
+    # Adam divides by sqrt(v): where a gradient is tiny, the two kernels' float rounding
+    # (vector widths differ between machines) can reach ~1e-6 on a weight, a thousandth of
+    # one step's size (lr 1e-3). A wrong update would be off by a step, not by that.
     for pa, pb in zip(a.parameters(), b.parameters(), strict=True):
-        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-5)
 
 
 def test_fused_only_where_torch_has_it():
