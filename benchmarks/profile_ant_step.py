@@ -7,6 +7,11 @@ ANT 1x1 steps of `trainers.steps` and for the parts of the ANT step in isolation
 classifier step on the mixed batch, the generator step (classifier forward + backward to the
 input in eval mode, generator forward + backward, exact rescaling), and the no-grad noise
 for the current and replayed parts. Real MNIST training images, Madry CNN, batch 128.
+
+Beside each time, the part's arithmetic: the floating-point operations of its matrix products
+and convolutions (``torch.utils.flop_counter``, one call; elementwise work, sorts and the
+optimiser are not counted). Their ANT / GNT ratio is the step ratio a machine would reach if
+only that arithmetic cost time and ran as fast in both steps.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
 from generators.networks import create_generator
 from generators.optim import adam
@@ -43,6 +49,13 @@ def timed(fn: Callable[[], object], *, steps: int, repeats: int) -> float:
             fn()
         blocks.append((time.perf_counter() - t0) / steps * 1000)
     return statistics.median(blocks)
+
+
+def gflop(fn: Callable[[], object]) -> float:
+    """Matrix-product and convolution GFLOP of one call of ``fn`` (forward and backward)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
 
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
@@ -124,19 +137,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "    exact rescaling forward + backward": rescale_forward_backward,
         "  noise for the current + replayed parts (no grad)": noise_for_classifier_batch,
     }
+    flops = {name: gflop(fn) for name, fn in parts.items()}
     ms = {name: timed(fn, steps=args.steps, repeats=args.repeats) for name, fn in parts.items()}
     print(
         f"torch threads {args.threads}, batch {args.batch}, Madry CNN, ANT epsilon {EPSILON}; "
         f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n"
     )
-    print("| part | ms per call |")
-    print("|---|---|")
+    print("| part | ms per call | GFLOP per call | GFLOP/s |")
+    print("|---|---|---|---|")
     for name, value in ms.items():
         level = (len(name) - len(name.lstrip())) // 2  # nesting shown as leading dots
-        print(f"| {'· ' * level}{name.strip()} | {value:.1f} |")
-    ratio = ms["ANT 1x1 step (whole)"] / ms["GNT step (whole)"]
-    print(f"\nANT / GNT step: {ratio:.2f}")
-    return ms
+        rate = flops[name] / value * 1000
+        print(f"| {'· ' * level}{name.strip()} | {value:.1f} | {flops[name]:.2f} | {rate:.0f} |")
+    ant, gnt = "ANT 1x1 step (whole)", "GNT step (whole)"
+    time_ratio, flop_ratio = ms[ant] / ms[gnt], flops[ant] / flops[gnt]
+    print(f"\nANT / GNT step: {time_ratio:.2f} in time, {flop_ratio:.2f} in GFLOP")
+    return {**ms, **{f"{name} GFLOP": value for name, value in flops.items()}}
 
 
 if __name__ == "__main__":
