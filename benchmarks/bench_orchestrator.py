@@ -35,6 +35,7 @@ from orchestrator.train import train_from_config  # noqa: E402
 
 BASE = [
     "data.limit_val=500",
+    "data.val_suite=none",  # the config's per-epoch corruption suite is not the step loop
     "data.batch_size=128",
     "runtime.log_every_steps=1000",
     "ant.snapshot_every_steps=25",
@@ -59,6 +60,31 @@ def run(overrides: list[str], backend: str, tmp: str, tag: str) -> dict:
     return m
 
 
+def overrides_a(train_images: int, threads: int) -> list[str]:
+    """(a): one epoch of steps without restarts or validation, ``threads`` torch threads."""
+    return [
+        f"data.limit_train={train_images}",
+        "optim.epochs=1",
+        "ant.restart_iterations=0",
+        "data.val_size=0",
+        f"runtime.torch_threads={threads}",
+        "runtime.cpus_per_worker=1",
+        "runtime.generator_actor_cpus=1",
+    ]
+
+
+def overrides_b(train_images: int, epochs: int) -> list[str]:
+    """(b): one core and one torch thread each for the Train worker and the restart actor
+    (the restart iterations are added per run)."""
+    return [
+        f"data.limit_train={train_images}",
+        f"optim.epochs={epochs}",
+        "runtime.torch_threads=1",
+        "runtime.cpus_per_worker=1",
+        "runtime.generator_actor_cpus=1",
+    ]
+
+
 def _spread(values: list[float], digits: int) -> str:
     f = f".{digits}f"
     return f"{statistics.median(values):{f}} [{min(values):{f}}, {max(values):{f}}]"
@@ -79,20 +105,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="bare/Ray pairs per count")
     parser.add_argument("--only-a", action="store_true", help="skip (b)")
     args = parser.parse_args()
-    data = [f"data.limit_train={args.train_images}"]
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         # (a) same steps, no restarts: Ray Train 1 worker vs a bare process, same threads.
         table_a = []
         for threads in [int(t) for t in args.threads_a.split(",")]:
-            steps = data + [
-                "optim.epochs=1",
-                "ant.restart_iterations=0",
-                "data.val_size=0",
-                f"runtime.torch_threads={threads}",
-                "runtime.cpus_per_worker=1",
-                "runtime.generator_actor_cpus=1",
-            ]
+            steps = overrides_a(args.train_images, threads)
             pairs = []
             for i in range(args.repeats):
                 bare_rate = run(steps, "local", tmp, f"bare{threads}-{i}")["images_per_s"]
@@ -118,12 +136,7 @@ def main() -> None:
         if args.only_a:
             return
         # (b) Ray, one core each for the worker and the restart actor.
-        split = data + [
-            f"optim.epochs={args.epochs}",
-            "runtime.torch_threads=1",
-            "runtime.cpus_per_worker=1",
-            "runtime.generator_actor_cpus=1",
-        ]
+        split = overrides_b(args.train_images, args.epochs)
         none = run(split + ["ant.restart_iterations=0"], "ray", tmp, "norestart")
         restart = run(
             split + [f"ant.restart_iterations={args.restart_iterations}"], "ray", tmp, "restart"

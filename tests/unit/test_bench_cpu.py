@@ -1,0 +1,36 @@
+"""The CPU benchmarks build configs the current config schema accepts, and bench_modes runs.
+
+Both broke silently once the MNIST configs gained `data.val_suite: mnist-c`, which needs
+the validation split the benchmarks turn off: these tests keep them runnable."""
+
+from pathlib import Path
+
+import pytest
+from benchmark_script import load_benchmark
+
+from orchestrator.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def at_repo(monkeypatch):
+    monkeypatch.chdir(REPO)  # the scripts read configs/ by relative path, as run from the root
+
+
+def test_bench_orchestrator_configs_validate(at_repo):
+    bench = load_benchmark("bench_orchestrator")
+    for overrides in (
+        bench.overrides_a(12800, 2),
+        bench.overrides_b(12800, 3) + ["ant.restart_iterations=100"],
+    ):
+        cfg = load_config("configs/mnist_ant1x1.yaml", [*bench.BASE, *overrides])
+        assert cfg.data.val_suite == "none" and cfg.data.limit_train == 12800
+
+
+def test_bench_modes_times_each_mode(at_repo, mnist_root, one_torch_thread, capsys):
+    rates = load_benchmark("bench_modes").main(
+        ["--modes", "gnt,ant1x1", "--repeats", "1", "--train-images", "256", "--threads", "1"]
+    )
+    assert set(rates) == {"gnt", "ant1x1"} and all(r[0] > 0 for r in rates.values())
+    assert "| ant1x1 |" in capsys.readouterr().out  # its row of the printed table
