@@ -30,7 +30,7 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 # Ray Train's controller health-check interval stays at its 2 s default here: the 0.2 s the
 # tests use for fast teardown costs CPU that the 2-core measurement cannot spare.
 
-from orchestrator.config import load_config  # noqa: E402
+from orchestrator.config import ExperimentConfig, load_config  # noqa: E402
 from orchestrator.train import train_from_config  # noqa: E402
 
 BASE = [
@@ -47,8 +47,13 @@ def history(run_dir: str) -> list[dict]:
     return json.load(open(path)) if os.path.exists(path) else []
 
 
+def config(overrides: list[str]) -> ExperimentConfig:
+    """The benchmark's ANT 1x1 config: BASE, then a measurement's overrides."""
+    return load_config("configs/mnist_ant1x1.yaml", [*BASE, *overrides])
+
+
 def run(overrides: list[str], backend: str, tmp: str, tag: str) -> dict:
-    cfg = load_config("configs/mnist_ant1x1.yaml", [*BASE, *overrides])
+    cfg = config(overrides)
     t0 = time.perf_counter()
     m = train_from_config(cfg, f"{tmp}/{tag}", backend=backend, track=False)
     m["wall_s"] = time.perf_counter() - t0
