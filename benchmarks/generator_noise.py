@@ -1,0 +1,86 @@
+"""What the noise generators of an ANT run do to validation digits, generator by generator.
+
+    ANTRAY_DATA_ROOT=../shared/data .venv/bin/python benchmarks/generator_noise.py RUN_DIR ...
+
+For each run (a run directory or a checkpoint, as `antray eval --checkpoint` takes): the
+replay history, oldest first, and the current generator of its last checkpoint, each at the
+run's epsilon on the first ``--limit`` digits of the run's validation split (carved from the
+training images), next to untrained (Gaussian) noise: the raw output's skew, the share of
+stroke pixels dimmed below 0.5, the share of background pixels lit to 0.5 or more, and the
+served classifier's accuracy (evaluation/noise_anatomy.py). Then the digits' own l2 norms:
+a generator that only dims strokes can take a digit no further than its norm away.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+
+from evaluation.model_loading import find_checkpoint, load_checkpoint_model
+from evaluation.noise_anatomy import checkpoint_generators, generator_anatomy
+from generators.networks import create_generator
+from trainers.data import load_split, resolve_data_root
+from trainers.worker_env import load_state
+
+
+def validation_digits(info: dict, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    data = load_split(
+        str(info["dataset"]),
+        resolve_data_root(None),
+        "val",
+        val_size=info["val_size"],
+        split_seed=int(info["split_seed"] or 0),
+        limit=limit,
+    )
+    x = torch.stack([data[i][0] for i in range(len(data))])
+    y = torch.tensor([int(data[i][1]) for i in range(len(data))])
+    return x, y
+
+
+def report(path: str, limit: int, seed: int) -> str:
+    classifier, info = load_checkpoint_model(path)
+    state = load_state(find_checkpoint(path))
+    epsilon = float(info["epsilon"])
+    x, y = validation_digits(info, limit)
+    rows = checkpoint_generators(state)
+    rows.append(("untrained (Gaussian)", create_generator(str(info["generator"]), channels=1)))
+    lines = [
+        f"{info['run_dir']} (epoch {int(info['epoch']) + 1}, {info['weights']} weights), "
+        f"epsilon {epsilon:g}, {len(x)} validation digits",
+        "",
+        "| generator | raw skew | strokes dimmed | background lit | classifier accuracy |",
+        "|---|---|---|---|---|",
+    ]
+    for label, generator in rows:
+        a = generator_anatomy(generator, x, epsilon=epsilon, classifier=classifier, y=y, seed=seed)
+        lines.append(
+            f"| {label} | {a.skew:+.2f} | {a.strokes_dimmed:.3f} | {a.background_lit:.3f} "
+            f"| {a.accuracy:.3f} |"
+        )
+    norms = x.flatten(1).norm(dim=1)
+    q = torch.quantile(norms, torch.tensor([0.1, 0.5, 0.9])).tolist()
+    lines += [
+        "",
+        f"digit l2 norms: 10 / 50 / 90 % quantiles {q[0]:.2f} / {q[1]:.2f} / {q[2]:.2f}; "
+        f"{float((norms <= epsilon).float().mean()):.1%} of the digits at or below epsilon",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("runs", nargs="+", help="ANT run directories or checkpoints")
+    p.add_argument("--limit", type=int, default=1000, help="validation digits (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise draws")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"load average (1 min) {os.getloadavg()[0]:.2f}\n")
+    for path in args.runs:
+        print(report(path, args.limit, args.seed), end="\n\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""benchmarks/generator_noise.py on a tiny ANT run (synthetic digits, one process, no Ray)."""
+
+from benchmark_script import load_benchmark
+from test_loop_fidelity import FakeEnv, tiny
+
+from orchestrator.local_runner import inline_service
+from trainers.loop import run_worker
+
+
+def test_reports_every_generator_of_a_run(tmp_path, capsys):
+    run_worker(tiny("optim.epochs=2"), FakeEnv(tmp_path), make_service=inline_service)
+    script = load_benchmark("generator_noise")
+    script.main([str(tmp_path), "--limit", "32", "--threads", "1"])
+    out = capsys.readouterr().out
+    assert "epsilon 6, 32 validation digits" in out
+    table = [line for line in out.splitlines() if line.startswith("| ") and "---" not in line]
+    # header, two restarted generators in the history, the current one, untrained noise
+    assert [row.split(" | ")[0] for row in table] == [
+        "| generator",
+        "| replay 0",
+        "| replay 1",
+        "| current",
+        "| untrained (Gaussian)",
+    ]
+    assert "of the digits at or below epsilon" in out
