@@ -22,6 +22,7 @@ import sys
 import threading
 
 TRAIN_WORKER = "ray::RayTrainWorker"  # a Train worker's process title
+IDLE_WORKER = "ray::IDLE"  # a pooled worker process with no task or actor yet
 
 
 def is_ray_daemon(cmdline: str) -> bool:
@@ -34,7 +35,7 @@ def is_ray_daemon(cmdline: str) -> bool:
     return not (
         executable.endswith("/raylet")
         or "default_worker.py" in cmdline
-        or cmdline.startswith(TRAIN_WORKER)
+        or cmdline.startswith((TRAIN_WORKER, IDLE_WORKER))
     )
 
 

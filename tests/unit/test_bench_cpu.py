@@ -50,6 +50,7 @@ def test_renice_selects_ray_daemons_but_not_raylet_or_workers():
         f"/v/bin/python {site}/_private/workers/default_worker.py --node-ip-address=1",
         "ray::RayTrainWorker.__init__",
         "ray::RayTrainWorker.run_train_fn",
+        "ray::IDLE",
         "/v/bin/antray train --config configs/mnist_ant1x1.yaml",
         "/v/bin/python benchmarks/bench_orchestrator.py --only-a",
         "bash",
