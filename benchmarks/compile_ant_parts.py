@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument(
+        "--backend", default="inductor", help="torch.compile backend (eager: no codegen, tests)"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -70,19 +73,20 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     parts = {
         "1x1 generator forward + backward": (
             generator_pass(generator),
-            generator_pass(torch.compile(generator)),
+            generator_pass(torch.compile(generator, backend=args.backend)),
         ),
         "exact rescaling forward + backward": (
             rescale_pass(clipping_aware_rescale),
-            rescale_pass(torch.compile(clipping_aware_rescale)),
+            rescale_pass(torch.compile(clipping_aware_rescale, backend=args.backend)),
         ),
         "Madry CNN forward + backward": (
             classifier_pass(model),
-            classifier_pass(torch.compile(model)),
+            classifier_pass(torch.compile(model, backend=args.backend)),
         ),
     }
     print(
-        f"torch {torch.__version__}, {args.threads} threads, batch {args.batch}; "
+        f"torch {torch.__version__}, backend {args.backend}, {args.threads} threads, "
+        f"batch {args.batch}; "
         f"load average (1 min) {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores\n"
     )
     print("| part | eager ms | compiled ms | compiled / eager | first compiled call (s) |")

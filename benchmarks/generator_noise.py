@@ -5,10 +5,11 @@
 For each run (a run directory or a checkpoint, as `antray eval --checkpoint` takes): the
 replay history, oldest first, and the current generator of its last checkpoint, each at the
 run's epsilon on the first ``--limit`` digits of the run's validation split (carved from the
-training images), next to untrained (Gaussian) noise: the raw output's skew, the share of
-stroke pixels dimmed below 0.5, the share of background pixels lit to 0.5 or more, and the
-served classifier's accuracy (evaluation/noise_anatomy.py). Then the digits' own l2 norms:
-a generator that only dims strokes can take a digit no further than its norm away.
+training images), next to untrained (Gaussian) noise: the raw output's share below 0 and
+its skew, the share of stroke pixels dimmed below 0.5, the share of background pixels lit
+to 0.5 or more, and the served classifier's accuracy (evaluation/noise_anatomy.py). Then
+the digits' own l2 norms: a generator that only dims strokes can take a digit no further
+than its norm away.
 """
 
 from __future__ import annotations
@@ -45,19 +46,21 @@ def report(path: str, limit: int, seed: int) -> str:
     epsilon = float(info["epsilon"])
     x, y = validation_digits(info, limit)
     rows = checkpoint_generators(state)
-    rows.append(("untrained (Gaussian)", create_generator(str(info["generator"]), channels=1)))
+    untrained = create_generator(str(info["generator"]), channels=x.shape[1])
+    rows.append(("untrained (Gaussian)", untrained))
     lines = [
         f"{info['run_dir']} (epoch {int(info['epoch']) + 1}, {info['weights']} weights), "
         f"epsilon {epsilon:g}, {len(x)} validation digits",
         "",
-        "| generator | raw skew | strokes dimmed | background lit | classifier accuracy |",
-        "|---|---|---|---|---|",
+        "| generator | raw < 0 | raw skew | strokes dimmed | background lit "
+        "| classifier accuracy |",
+        "|---|---|---|---|---|---|",
     ]
     for label, generator in rows:
         a = generator_anatomy(generator, x, epsilon=epsilon, classifier=classifier, y=y, seed=seed)
         lines.append(
-            f"| {label} | {a.skew:+.2f} | {a.strokes_dimmed:.3f} | {a.background_lit:.3f} "
-            f"| {a.accuracy:.3f} |"
+            f"| {label} | {a.negative_share:.3f} | {a.skew:+.2f} | {a.strokes_dimmed:.3f} "
+            f"| {a.background_lit:.3f} | {a.accuracy:.3f} |"
         )
     norms = x.flatten(1).norm(dim=1)
     q = torch.quantile(norms, torch.tensor([0.1, 0.5, 0.9])).tolist()

@@ -23,24 +23,29 @@ import threading
 
 TRAIN_WORKER = "ray::RayTrainWorker"  # a Train worker's process title
 IDLE_WORKER = "ray::IDLE"  # a pooled worker process with no task or actor yet
+RAY_CODE = "site-packages/ray/"
 
 
-def is_ray_daemon(cmdline: str) -> bool:
-    """A Ray process (its code under ``site-packages/ray/``, or a Ray process title) other
-    than the raylet, an unassigned worker process and a Train worker. Actors that Ray Train
-    and antray start (the Train controller, the replay store...) count as daemons here."""
-    if not ("/ray/" in cmdline or cmdline.startswith(("ray::", "ray-"))):
+def is_ray_daemon(argv: list[str]) -> bool:
+    """A Ray daemon or actor by its arguments: Ray's own binaries and scripts (GCS server,
+    dashboard, agents, monitors) and process titles ``ray::<actor>`` and
+    ``ray-dashboard-<module>``; never the raylet, a pooled ``ray::IDLE`` worker, a Train
+    worker or an unassigned ``default_worker.py`` process. (A pooled worker reniced while it
+    ran a task keeps the niceness when it returns to the pool: no task runs in the
+    benchmarks this wraps.)"""
+    if not argv:
         return False
-    executable = cmdline.split(" ", 1)[0]
-    return not (
-        executable.endswith("/raylet")
-        or "default_worker.py" in cmdline
-        or cmdline.startswith((TRAIN_WORKER, IDLE_WORKER))
-    )
+    title = argv[0]
+    if title.startswith(("ray::", "ray-dashboard-")):
+        return not title.startswith((TRAIN_WORKER, IDLE_WORKER))
+    # The binary itself, or the first script the interpreter runs (flags like -u skipped).
+    program = next((a for a in argv[1:] if not a.startswith("-")), "")
+    code = title if RAY_CODE in title else program if RAY_CODE in program else ""
+    return bool(code) and not (code.endswith("/raylet") or code.endswith("default_worker.py"))
 
 
-def processes() -> dict[int, str]:
-    """This user's processes: pid -> command line (arguments joined by spaces)."""
+def processes() -> dict[int, list[str]]:
+    """This user's processes: pid -> arguments."""
     out = {}
     uid = os.getuid()
     for entry in os.listdir("/proc"):
@@ -53,19 +58,24 @@ def processes() -> dict[int, str]:
                 raw = f.read()
         except OSError:
             continue
-        out[int(entry)] = raw.replace(b"\0", b" ").decode(errors="replace").strip()
+        # A process that set its title (Ray's workers) may pad it with spaces, not NULs.
+        args = raw.decode(errors="replace").split("\0")
+        out[int(entry)] = [a.strip() for a in args if a.strip()]
     return out
 
 
 def renice_daemons(nice: int, done: dict[int, str]) -> None:
-    for pid, cmdline in processes().items():
-        if pid in done or pid == os.getpid() or not is_ray_daemon(cmdline):
+    """Give every Ray daemon not yet seen niceness ``nice`` (no change if already higher)."""
+    for pid, argv in processes().items():
+        if pid in done or pid == os.getpid() or not is_ray_daemon(argv):
             continue
+        line = " ".join(argv)
         try:
-            if os.getpriority(os.PRIO_PROCESS, pid) < nice:
+            before = os.getpriority(os.PRIO_PROCESS, pid)
+            if before < nice:
                 os.setpriority(os.PRIO_PROCESS, pid, nice)
-            done[pid] = cmdline
-            print(f"[renice] {pid} -> {nice}: {cmdline[:100]}", file=sys.stderr, flush=True)
+                print(f"[renice] {pid} {before} -> {nice}: {line[:100]}", file=sys.stderr)
+            done[pid] = line
         except OSError:
             pass  # gone, or not ours to change
 

@@ -25,12 +25,14 @@ BACKGROUND = 0.1  # a pixel below this is background
 
 @dataclass(frozen=True)
 class NoiseAnatomy:
-    """``skew``: of the raw generator output (before rescaling; 0 for Gaussian noise).
+    """``negative_share``: share of the raw generator output (before rescaling) below 0
+    (0.5 for Gaussian noise). ``skew``: of the raw output (0 for Gaussian noise).
     ``strokes_dimmed``: share of stroke pixels (>= 0.5) the noisy image puts below 0.5.
     ``background_lit``: share of background pixels (< 0.1) the noisy image puts at >= 0.5.
     ``accuracy``: the classifier's top-1 accuracy on the noisy images (None: not measured).
     """
 
+    negative_share: float
     skew: float
     strokes_dimmed: float
     background_lit: float
@@ -54,6 +56,7 @@ def anatomy(x: torch.Tensor, raw: torch.Tensor, noisy: torch.Tensor) -> NoiseAna
     dimmed = (noisy < STROKE) & strokes
     lit = (noisy >= STROKE) & background
     return NoiseAnatomy(
+        negative_share=float((raw < 0).float().mean()),
         skew=skewness(raw),
         strokes_dimmed=float(dimmed.sum() / strokes.sum().clamp(min=1)),
         background_lit=float(lit.sum() / background.sum().clamp(min=1)),
@@ -71,7 +74,8 @@ def generator_anatomy(
     seed: int = 0,
 ) -> NoiseAnatomy:
     """``anatomy`` of ``generator``'s noise at l2 size ``epsilon`` on ``x`` (seeded draw),
-    with the classifier's accuracy on it when ``classifier`` and labels ``y`` are given."""
+    with the classifier's accuracy on it when ``classifier`` and labels ``y`` are given.
+    Leaves ``generator`` and ``classifier`` in eval mode."""
     rng = torch.Generator(device=x.device).manual_seed(seed)
     raw = generator.eval().sample(x, rng=rng)
     noisy = clipping_aware_rescale(x, raw, epsilon=epsilon)
@@ -90,15 +94,15 @@ def checkpoint_generators(state: dict[str, Any]) -> list[tuple[str, NoiseGenerat
         ValueError: the checkpoint holds no ANT generator (another mode, or not antray's).
     """
     config = state.get("config") or {}
-    kind = str((config.get("ant") or {}).get("generator", "1x1"))
+    kind = (config.get("ant") or {}).get("generator")
     current = state.get("generator")
-    if not isinstance(current, dict):
+    if not isinstance(current, dict) or "net.0.weight" not in current or kind is None:
         raise ValueError("the checkpoint holds no noise generator (not an ANT run)")
-    channels = int(next(v for k, v in current.items() if k.endswith("weight")).shape[1])
+    channels = int(current["net.0.weight"].shape[1])  # first layer: [hidden, channels, 1, 1]
     replay = ((state.get("service") or {}).get("replay") or {}).get("items", [])
     out = []
     for label, weights in [*((f"replay {i}", w) for i, w in replay), ("current", current)]:
-        generator = create_generator(kind, channels=channels)
+        generator = create_generator(str(kind), channels=channels)
         generator.load_state_dict(weights)
         out.append((label, generator.eval()))
     return out

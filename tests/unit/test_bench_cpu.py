@@ -39,27 +39,60 @@ def test_renice_selects_ray_daemons_but_not_raylet_or_workers():
     renice = load_benchmark("renice_ray_daemons")
     site = "/v/lib/python3.11/site-packages/ray"
     daemons = [
-        f"{site}/core/src/ray/gcs/gcs_server --log_dir=/tmp/ray",
-        f"/v/bin/python -u {site}/dashboard/dashboard.py --host=127.0.0.1",
-        "ray-dashboard-JobHead-0 (/v/bin/python -B -c from multiprocessing import main)",
-        "ray::TrainController.run",
-        "ray::ReplayStoreActor",
+        [f"{site}/core/src/ray/gcs/gcs_server", "--log_dir=/tmp/ray"],
+        ["/v/bin/python", "-u", f"{site}/dashboard/dashboard.py", "--host=127.0.0.1"],
+        ["/v/bin/python", f"{site}/_private/log_monitor.py", "--session-dir=/tmp/ray/s"],
+        ["ray-dashboard-JobHead-0 (/v/bin/python -B -c from multiprocessing import main)"],
+        ["ray::TrainController.run"],
+        ["ray::ReplayStoreActor"],
     ]
     kept = [
-        f"{site}/core/src/ray/raylet/raylet --raylet_socket_name=/tmp/s",
-        f"/v/bin/python {site}/_private/workers/default_worker.py --node-ip-address=1",
-        "ray::RayTrainWorker.__init__",
-        "ray::RayTrainWorker.run_train_fn",
-        "ray::IDLE",
-        "/v/bin/antray train --config configs/mnist_ant1x1.yaml",
-        "/v/bin/python benchmarks/bench_orchestrator.py --only-a",
-        "bash",
+        [f"{site}/core/src/ray/raylet/raylet", "--raylet_socket_name=/tmp/s"],
+        ["/v/bin/python", f"{site}/_private/workers/default_worker.py", "--node-ip-address=1"],
+        ["ray::RayTrainWorker.__init__"],
+        ["ray::RayTrainWorker.run_train_fn"],
+        ["ray::IDLE"],
+        ["/v/bin/antray", "train", "--config", "configs/mnist_ant1x1.yaml"],
+        ["/v/bin/python", "benchmarks/bench_orchestrator.py", "--storage", "/tmp/ray/x"],
+        # a DataLoader worker of the Train worker: Ray's paths only in its arguments
+        ["/v/bin/python", "-c", "from multiprocessing.forkserver import main", f"{site}/x"],
+        ["bash"],
+        [],
     ]
-    assert [renice.is_ray_daemon(c) for c in daemons] == [True] * len(daemons)
-    assert [renice.is_ray_daemon(c) for c in kept] == [False] * len(kept)
+    assert [renice.is_ray_daemon(a) for a in daemons] == [True] * len(daemons)
+    assert [renice.is_ray_daemon(a) for a in kept] == [False] * len(kept)
 
 
-def test_renice_runs_the_command_and_returns_its_status():
+def test_renice_changes_only_the_daemons_it_selects(monkeypatch):
     renice = load_benchmark("renice_ray_daemons")
-    code = "import sys, time; time.sleep(0.2); sys.exit(3)"
-    assert renice.main(["--every", "0.05", "--", sys.executable, "-c", code]) == 3
+    table = {
+        11: ["/v/lib/python3.11/site-packages/ray/core/src/ray/gcs/gcs_server"],
+        12: ["ray::RayTrainWorker.run_train_fn"],
+        13: ["ray::ReplayStoreActor"],
+    }
+    niceness = {11: 0, 12: 0, 13: 15}
+    monkeypatch.setattr(renice, "processes", lambda: table)
+    monkeypatch.setattr(renice.os, "getpriority", lambda which, pid: niceness[pid])
+    monkeypatch.setattr(renice.os, "setpriority", lambda which, pid, n: niceness.update({pid: n}))
+    done: dict[int, str] = {}
+    renice.renice_daemons(10, done)
+    assert niceness == {11: 10, 12: 0, 13: 15}  # never lowered, never the Train worker
+    assert sorted(done) == [11, 13]
+
+
+def test_renice_runs_the_command_and_returns_its_status(monkeypatch):
+    renice = load_benchmark("renice_ray_daemons")
+    scans: list[int] = []
+    monkeypatch.setattr(renice, "renice_daemons", lambda nice, done: scans.append(nice))
+    code = "import sys, time; time.sleep(0.3); sys.exit(3)"
+    assert renice.main(["--nice", "7", "--every", "0.05", "--", sys.executable, "-c", code]) == 3
+    assert scans and set(scans) == {7}
+
+
+def test_compile_ant_parts_runs_every_part(capsys):
+    script = load_benchmark("compile_ant_parts")
+    args = ["--backend", "eager", "--threads", "1", "--batch", "4"]
+    args += ["--steps", "1", "--repeats", "1"]
+    times = script.main(args)
+    assert len(times) == 3 and all(e > 0 and c > 0 for e, c in times.values())
+    assert "backend eager" in capsys.readouterr().out

@@ -52,9 +52,10 @@ def test_negative_noise_at_the_digits_norm_erases_the_strokes() -> None:
     assert figures.strokes_dimmed == 1.0  # every stroke pixel clipped to 0
     assert figures.background_lit == 0.0  # negative noise on black stays black
     assert figures.skew < -0.9
-    # at half the norm the same direction only dims: no stroke pixel needs to cross 0.5
+    # at half the norm the same direction only dims: a minority of stroke pixels cross 0.5
     half = generator_anatomy(eraser, x, epsilon=0.5 * norm)
     assert half.strokes_dimmed < 0.5
+    assert figures.negative_share == 1.0
 
 
 def test_positive_noise_lights_the_background_and_leaves_strokes() -> None:
@@ -63,12 +64,14 @@ def test_positive_noise_lights_the_background_and_leaves_strokes() -> None:
     assert figures.strokes_dimmed == 0.0  # positive noise on ones is clipped away
     assert 0.0 < figures.background_lit < 1.0
     assert figures.skew > 0.9
+    assert figures.negative_share == 0.0
 
 
 def test_anatomy_counts_pixels_exactly() -> None:
     x = torch.tensor([[[[1.0, 1.0, 0.0, 0.0]]]])
     noisy = torch.tensor([[[[0.2, 0.9, 0.7, 0.05]]]])
     figures = anatomy(x, noisy - x, noisy)
+    assert figures.negative_share == 0.5  # raw changes -0.8, -0.1, +0.7, +0.05
     assert figures.strokes_dimmed == 0.5  # one of two strokes below 0.5
     assert figures.background_lit == 0.5  # one of two background pixels at >= 0.5
     assert figures.accuracy is None
@@ -112,6 +115,16 @@ def test_checkpoint_generators_in_history_order_then_current() -> None:
             torch.testing.assert_close(a, b)
 
 
+def test_checkpoint_generators_reads_the_channel_count_from_the_weights() -> None:
+    rgb = create_generator("1x1", channels=3)
+    state = {"config": {"ant": {"generator": "1x1"}}, "generator": rgb.state_dict()}
+    [(label, loaded)] = checkpoint_generators(state)
+    assert label == "current" and loaded.channels == 3
+    assert loaded.sample(torch.zeros(2, 3, 8, 8)).shape == (2, 3, 8, 8)
+
+
 def test_checkpoint_generators_rejects_a_run_without_generator() -> None:
     with pytest.raises(ValueError, match="no noise generator"):
         checkpoint_generators({"config": {"noise": {"mode": "gnt"}}, "model": {}})
+    with pytest.raises(ValueError, match="no noise generator"):
+        checkpoint_generators({"config": {}, "generator": {"other.weight": torch.zeros(1)}})
