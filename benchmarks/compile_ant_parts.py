@@ -13,31 +13,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from profile_ant_step import mnist_batch, timed  # benchmarks/ is the script's directory on sys.path
 
 from generators.networks import create_generator
 from generators.rescale import clipping_aware_rescale
-from trainers.data import load_split, resolve_data_root
 from trainers.models import create_model
 
 EPSILON = 10.0  # configs/mnist_ant1x1.yaml
-
-
-def timed(fn: Callable[[], object], *, steps: int, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    blocks = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            fn()
-        blocks.append((time.perf_counter() - t0) / steps * 1000)
-    return statistics.median(blocks)
 
 
 def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
@@ -52,9 +39,7 @@ def main(argv: list[str] | None = None) -> dict[str, tuple[float, float]]:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    train = load_split("mnist", resolve_data_root(None), "train", limit=args.batch)
-    x = torch.stack([train[i][0] for i in range(args.batch)])
-    y = torch.tensor([int(train[i][1]) for i in range(args.batch)])
+    x, y = mnist_batch(args.batch)
 
     def generator_pass(generator: Callable) -> Callable[[], None]:
         return lambda: generator(torch.randn_like(x)).sum().backward()

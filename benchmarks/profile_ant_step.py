@@ -51,6 +51,13 @@ def timed(fn: Callable[[], object], *, steps: int, repeats: int) -> float:
     return statistics.median(blocks)
 
 
+def mnist_batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``n`` real MNIST training images (train split) and their labels."""
+    train = load_split("mnist", resolve_data_root(None), "train", limit=n)
+    x = torch.stack([train[i][0] for i in range(n)])
+    return x, torch.tensor([int(train[i][1]) for i in range(n)])
+
+
 def gflop(fn: Callable[[], object]) -> float:
     """Matrix-product and convolution GFLOP of one call of ``fn`` (forward and backward)."""
     with FlopCounterMode(display=False) as counter:
@@ -67,9 +74,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    train = load_split("mnist", resolve_data_root(None), "train", limit=args.batch)
-    x = torch.stack([train[i][0] for i in range(args.batch)])
-    y = torch.tensor([int(train[i][1]) for i in range(args.batch)])
+    x, y = mnist_batch(args.batch)
     precision = Precision.create("cpu")
 
     def classifier():
