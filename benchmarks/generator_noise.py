@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 import torch
 
-from evaluation.model_loading import find_checkpoint, load_checkpoint_model
+from evaluation.corruption_loop import stack_images
+from evaluation.model_loading import load_checkpoint_model
 from evaluation.noise_anatomy import checkpoint_generators, generator_anatomy
 from generators.networks import create_generator
 from trainers.data import load_split, resolve_data_root
@@ -35,14 +37,12 @@ def validation_digits(info: dict, limit: int) -> tuple[torch.Tensor, torch.Tenso
         split_seed=int(info["split_seed"] or 0),
         limit=limit,
     )
-    x = torch.stack([data[i][0] for i in range(len(data))])
-    y = torch.tensor([int(data[i][1]) for i in range(len(data))])
-    return x, y
+    return stack_images(data)
 
 
 def report(path: str, limit: int, seed: int) -> str:
     classifier, info = load_checkpoint_model(path)
-    state = load_state(find_checkpoint(path))
+    state = load_state(Path(info["checkpoint"]))  # the file the classifier came from
     epsilon = float(info["epsilon"])
     x, y = validation_digits(info, limit)
     rows = checkpoint_generators(state)

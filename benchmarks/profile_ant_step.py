@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from evaluation.corruption_loop import stack_images
 from generators.networks import create_generator
 from generators.optim import adam
 from generators.rescale import clipping_aware_rescale
@@ -53,9 +54,7 @@ def timed(fn: Callable[[], object], *, steps: int, repeats: int) -> float:
 
 def mnist_batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``n`` real MNIST training images (train split) and their labels."""
-    train = load_split("mnist", resolve_data_root(None), "train", limit=n)
-    x = torch.stack([train[i][0] for i in range(n)])
-    return x, torch.tensor([int(train[i][1]) for i in range(n)])
+    return stack_images(load_split("mnist", resolve_data_root(None), "train", limit=n))
 
 
 def gflop(fn: Callable[[], object]) -> float:

@@ -10,7 +10,7 @@ that lights up background pixels (salt-like noise) or from Gaussian noise.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -37,9 +37,6 @@ class NoiseAnatomy:
     strokes_dimmed: float
     background_lit: float
     accuracy: float | None = None
-
-    def as_dict(self) -> dict[str, float | None]:
-        return asdict(self)
 
 
 def skewness(values: torch.Tensor) -> float:
@@ -83,7 +80,7 @@ def generator_anatomy(
     if classifier is None or y is None:
         return figures
     accuracy = float((classifier.eval()(noisy).argmax(1) == y).float().mean())
-    return NoiseAnatomy(**{**figures.as_dict(), "accuracy": accuracy})
+    return replace(figures, accuracy=accuracy)
 
 
 def checkpoint_generators(state: dict[str, Any]) -> list[tuple[str, NoiseGenerator]]:
