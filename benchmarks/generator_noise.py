@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -24,8 +25,8 @@ from evaluation.corruption_loop import stack_images
 from evaluation.model_loading import load_checkpoint_model
 from evaluation.noise_anatomy import checkpoint_generators, generator_anatomy
 from generators.networks import create_generator
-from trainers.data import load_split, resolve_data_root
-from trainers.worker_env import load_state
+from trainers.data import DataMissingError, load_split, resolve_data_root
+from trainers.worker_env import CheckpointError, load_state
 
 
 def validation_digits(info: dict, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,9 +81,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    print(f"load average (1 min) {os.getloadavg()[0]:.2f}\n")
-    for path in args.runs:
-        print(report(path, args.limit, args.seed), end="\n\n")
+    load = os.getloadavg()[0]  # before this script's own work
+    try:  # every run is read before anything is printed
+        reports = [report(path, args.limit, args.seed) for path in args.runs]
+    except (CheckpointError, DataMissingError, ValueError) as exc:
+        # not a checkpoint, not an ANT run, or its dataset missing: one line, exit 2
+        print(f"generator_noise: {exc}".splitlines()[0], file=sys.stderr)
+        raise SystemExit(2) from None
+    print(f"load average (1 min) {load:.2f}\n")
+    for text in reports:
+        print(text, end="\n\n")
 
 
 if __name__ == "__main__":

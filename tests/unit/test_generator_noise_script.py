@@ -1,5 +1,6 @@
 """benchmarks/generator_noise.py on a tiny ANT run (synthetic digits, one process, no Ray)."""
 
+import pytest
 from benchmark_script import load_benchmark
 from test_loop_fidelity import FakeEnv, tiny
 
@@ -23,3 +24,15 @@ def test_reports_every_generator_of_a_run(tmp_path, capsys):
         "| untrained (Gaussian)",
     ]
     assert "of the digits at or below epsilon" in out
+
+
+def test_a_run_without_generator_is_one_line_and_exit_2(tmp_path, capsys):
+    run_worker(tiny("noise.mode=gnt"), FakeEnv(tmp_path), make_service=inline_service)
+    capsys.readouterr()  # the training's own log
+    script = load_benchmark("generator_noise")
+    with pytest.raises(SystemExit) as exit_info:
+        script.main([str(tmp_path), "--limit", "8", "--threads", "1"])
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # nothing printed before the inputs were checked
+    assert captured.err.count("\n") == 1 and "no noise generator" in captured.err
