@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from evaluation.request import EvalInputError
+from trainers.best_epoch import STATE_KEY as BEST_KEY
 from trainers.models import IMAGENET_MEAN, IMAGENET_STD, Normalized, create_model
 from trainers.worker_env import STATE_FILE, CheckpointError, load_state
 
@@ -74,9 +75,24 @@ def _strip_prefixes(state_dict: dict[str, Any]) -> dict[str, Any]:
 
 
 def served_weights(state: dict[str, Any]) -> Any:
-    """The classifier a checkpoint serves: the weight average when the run kept one
-    (``optim.ema_decay``; the weights its validation measured), else the live weights."""
+    """The classifier a checkpoint serves: with ``optim.select_epoch: best_val`` the best
+    validation epoch's, else the weight average when the run kept one (``optim.ema_decay``;
+    the weights its validation measured), else the live weights."""
+    best = _best_val(state)
+    if best is not None:
+        return best["weights"]
     return state["averaged_model"]["weights"] if _has_average(state) else state.get("model")
+
+
+def served_epoch(state: dict[str, Any]) -> int | None:
+    """The 0-based epoch whose weights ``served_weights`` returns."""
+    best = _best_val(state)
+    return int(best["epoch"]) if best is not None else state.get("epoch")
+
+
+def _best_val(state: dict[str, Any]) -> dict[str, Any] | None:
+    best = state.get(BEST_KEY)
+    return best if isinstance(best, dict) and isinstance(best.get("weights"), dict) else None
 
 
 def _has_average(state: dict[str, Any]) -> bool:
@@ -91,7 +107,9 @@ def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
     ``num_classes``, ``dataset``, ``epsilon`` and ``generator`` (``ant`` section; None when
     absent), ``noise_mode``, ``val_size`` and ``split_seed`` (``data`` section; None when
     absent), ``run_dir`` and ``checkpoint`` (paths, as strings), ``epoch``, ``weights``
-    (``averaged``: the run's weight average, ``optim.ema_decay``; else ``live``).
+    (``averaged``: the run's weight average, ``optim.ema_decay``; else ``live``),
+    ``served_epoch`` (0-based: the best validation epoch with ``optim.select_epoch:
+    best_val``, else ``epoch``).
 
     Raises:
         CheckpointError: no checkpoint there, not an antray checkpoint, or weights that do not
@@ -142,6 +160,9 @@ def load_checkpoint_model(path: str | Path) -> tuple[nn.Module, dict[str, Any]]:
         "epoch": state.get("epoch"),
         # "averaged": the run's weight average (optim.ema_decay), else "live"
         "weights": "averaged" if _has_average(state) else "live",
+        # the epoch whose weights these are (0-based): optim.select_epoch=best_val serves
+        # the best validation epoch, else the checkpoint's own
+        "served_epoch": served_epoch(state),
     }
     return model, info
 

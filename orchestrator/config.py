@@ -75,6 +75,11 @@ class OptimSection(_Frozen):
     # > 0: validation and the checkpoint's served classifier use an exponential moving
     # average of the weights (decay per step); training itself is unchanged. 0: off.
     ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    # Which epoch's classifier the run serves (model.pt, antray eval): "last", or
+    # "best_val", the epoch with the highest validation score (the corruption suite's mean
+    # when data.val_suite is on, else clean accuracy): early stopping chosen on the
+    # validation split, never on test images. Training is the same either way.
+    select_epoch: Literal["last", "best_val"] = "last"
 
 
 class SharesSection(_Frozen):
@@ -200,6 +205,11 @@ class ExperimentConfig(_Frozen):
         if suite != "none" and self.data.val_size == 0:
             raise ValueError(
                 f"data.val_suite={suite} needs a validation split, but data.val_size=0"
+            )
+        if self.optim.select_epoch == "best_val" and self.data.val_size == 0:
+            raise ValueError(
+                "optim.select_epoch=best_val ranks epochs on the validation split, "
+                "but data.val_size=0"
             )
         if self.noise.shares.stylized > 0 and self.data.dataset != "imagenet":
             raise ValueError(

@@ -19,6 +19,7 @@ from orchestrator.ray_runner import OUTSIDE_ANY_PLACEMENT_GROUP
 from orchestrator.run_dir import CONFIG_FILE, prepare_run_dir
 from orchestrator.storage import RunLocation, Storage
 from orchestrator.suite_validation import MEAN_KEY, suite_metrics
+from trainers.best_epoch import selection_metric
 from tune_spaces import SPACES, SearchSpace, asha_scheduler, param_space
 
 RESULTS_FILE = "tune_results.csv"
@@ -201,8 +202,17 @@ def tune_from_config(
 
 
 def check_metric(cfg: ExperimentConfig, metric: str) -> None:
-    """A corruption-suite metric must be one the config's suite reports (else Tune would
-    fail at the first report, after Ray and the output directory exist)."""
+    """A corruption-suite metric must be one the config's suite reports, and a ``best_``
+    metric one that ``optim.select_epoch: best_val`` reports (else Tune would fail at the
+    first report, after Ray and the output directory exist)."""
+    if metric.startswith("best_"):
+        ranked = "best_" + selection_metric(cfg.data.val_suite)
+        if cfg.optim.select_epoch != "best_val" or metric != ranked:
+            raise UserError(
+                f"--metric {metric}: best_ metrics are reported with optim.select_epoch="
+                f"best_val, which here reports {ranked}"
+            )
+        return
     if not metric.startswith("val_corruption_"):
         return
     suite = cfg.data.val_suite
@@ -228,7 +238,10 @@ def check_grid_value(cfg: ExperimentConfig, space: SearchSpace, value: float) ->
 
 def default_metric(cfg: ExperimentConfig) -> str:
     """What trials are ranked by unless ``--metric`` says: the generated corruption suite on
-    the validation split when the config measures it, else the quick Gaussian set."""
+    the validation split when the config measures it, else the quick Gaussian set; with
+    ``optim.select_epoch: best_val``, the best epoch's score (the epoch a trial serves)."""
+    if cfg.optim.select_epoch == "best_val":
+        return "best_" + selection_metric(cfg.data.val_suite)
     return MEAN_KEY if cfg.data.val_suite != "none" else "val_gaussian_acc"
 
 

@@ -15,6 +15,7 @@ EPOCH_LINE_KEYS = (
     "val_generator_acc",
     "val_corruption_acc",
     "live_val_corruption_acc",  # optim.ema_decay: the live weights beside the average
+    "best_epoch",  # optim.select_epoch=best_val: the epoch the run serves so far
     "images_per_s",
     "replay_size",
     "restarts_adopted",

@@ -142,6 +142,9 @@ def end_epoch(run: Run, epoch: int, result: EpochResult) -> dict[str, float]:
             if run.average is not None:  # the live weights too, to compare with the average
                 live = run.suite_validation(bare(run.model))
                 metrics.update({LIVE_PREFIX + k: v for k, v in live.items()})
+        if run.best is not None:  # rank 0, optim.select_epoch=best_val
+            run.best.offer(epoch, metrics, run.served_model())
+            metrics.update(run.best.metrics())
         if env.rank == 0:
             print(epoch_line(metrics, cfg.optim.epochs), flush=True)
     last = epoch + 1 == cfg.optim.epochs or run.step >= run.total_steps

@@ -18,6 +18,8 @@ from torch.utils.data import DataLoader
 from generators.networks import create_generator
 from generators.optim import adam, load_optimizer_state, sgd
 from trainers.averaging import WeightAverage, create_average
+from trainers.best_epoch import STATE_KEY as BEST_KEY
+from trainers.best_epoch import BestEpoch, selection_metric
 from trainers.data import (
     IMAGE_SPECS,
     DataRoot,
@@ -62,6 +64,8 @@ class Run:
     suite_validation: SuiteValidation | None = None
     # rank 0, optim.ema_decay > 0: the averaged weights that validation and eval read
     average: WeightAverage | None = None
+    # rank 0, optim.select_epoch=best_val: the served weights of the best epoch so far
+    best: BestEpoch | None = None
 
     def served_model(self) -> nn.Module:
         """The classifier that validation measures and a checkpoint serves to eval."""
@@ -178,6 +182,7 @@ def setup_run(
         steps_per_epoch=steps_per_epoch,
         total_steps=total_steps,
         average=create_average(bare(model), _ema_decay(cfg)) if env.rank == 0 else None,
+        best=_best_epoch(cfg) if env.rank == 0 else None,
     )
     state = env.load_checkpoint()
     if state is not None:
@@ -188,6 +193,13 @@ def setup_run(
 def _ema_decay(cfg: Any) -> float:
     # Read softly: configs from before the key existed have no average.
     return float(getattr(cfg.optim, "ema_decay", 0.0))
+
+
+def _best_epoch(cfg: Any) -> BestEpoch | None:
+    # Read softly: configs from before the key existed serve their last epoch.
+    if getattr(cfg.optim, "select_epoch", "last") != "best_val":
+        return None
+    return BestEpoch(selection_metric(cfg.data.val_suite))
 
 
 def val_size(cfg: Any) -> int:
@@ -285,6 +297,8 @@ def checkpoint_state(
         "model": cpu_state(bare(run.model)),  # the live weights: training resumes from them
         # optim.ema_decay > 0: the averaged weights, which antray eval serves
         "averaged_model": run.average.state() if run.average is not None else None,
+        # optim.select_epoch=best_val: the best epoch's served weights, which eval serves
+        BEST_KEY: run.best.state() if run.best is not None else None,
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "generator": life.get("generator"),
@@ -305,6 +319,8 @@ def restore(run: Run, state: dict[str, Any]) -> None:
             run.average.load_state(averaged)
         else:  # a checkpoint from a run without the average: start it from here
             run.average.update(bare(run.model))
+    if run.best is not None:
+        run.best.load_state(state.get(BEST_KEY))
     if run.life is not None:
         run.life.load_state(state)
     _apply_new_lr(run.optimizer, run.scheduler, run.cfg.optim.lr, state["config"]["optim"]["lr"])
