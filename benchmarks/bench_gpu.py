@@ -182,6 +182,7 @@ def orchestrator_overrides(
         f"data.batch_size={setting.batch}",
         f"data.limit_train={setting.batch * (setting.warmup + setting.steps)}",
         "data.val_size=0",
+        "optim.select_epoch=last",  # no validation split to choose an epoch on
         f"model.name={setting.model}",
         f"model.num_classes={setting.num_classes}",
         "optim.optimizer=sgd",

@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
         "optim.epochs=1",
         f"data.limit_train={args.train_images}",
         "data.val_size=0",  # no validation: only the step loop matters here
+        "optim.select_epoch=last",  # no validation split to choose an epoch on
         "data.val_suite=none",  # the MNIST configs measure the suite on validation
         "ant.restart_iterations=0",
         "runtime.log_every_steps=1000000",

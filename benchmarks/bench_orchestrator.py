@@ -72,6 +72,7 @@ def overrides_a(train_images: int, threads: int) -> list[str]:
         "optim.epochs=1",
         "ant.restart_iterations=0",
         "data.val_size=0",
+        "optim.select_epoch=last",  # no validation split to choose an epoch on
         f"runtime.torch_threads={threads}",
         "runtime.cpus_per_worker=1",
         "runtime.generator_actor_cpus=1",

@@ -2,6 +2,7 @@
 
 import mlflow
 import pytest
+import torch
 
 from orchestrator.config import load_config
 from orchestrator.train import train_from_config
@@ -25,6 +26,8 @@ TINY_ANT = [
     "runtime.generator_actor_cpus=0.5",
     "runtime.torch_threads=1",
     "runtime.log_every_steps=100",
+    # early stopping on validation rides through Ray's checkpoints and a resume
+    "optim.select_epoch=best_val",
 ]
 
 
@@ -42,6 +45,8 @@ def test_two_workers_ant_replay_restarts_resume_and_mlflow(ray_local, mnist_root
     assert first["steps_while_restarting"] >= 1
     assert first["longest_restart_poll_s"] < 0.1
     assert (run / "model.pt").exists() and (run / "metrics.json").exists()
+    assert first["best_epoch"] == 1
+    first_model = torch.load(run / "model.pt", weights_only=False)["model"]
 
     client = mlflow.MlflowClient(tracking_uri=first["mlflow_uri"])
     logged = client.get_run(first["mlflow_run_id"])
@@ -59,3 +64,14 @@ def test_two_workers_ant_replay_restarts_resume_and_mlflow(ray_local, mnist_root
     assert second["mlflow_run_id"] == first["mlflow_run_id"], "one MLflow run per training"
     history = client.get_metric_history(first["mlflow_run_id"], "train_loss")
     assert sorted(m.step for m in history) == [1, 2]
+
+    # model.pt serves the better validation epoch of the two (the first one's weights when
+    # epoch 1 scored at least as well), which the resumed run compared across the resume.
+    first_scores = first["best_val_corruption_acc"]
+    assert second["best_val_corruption_acc"] == max(first_scores, second["val_corruption_acc"])
+    served = torch.load(run / "model.pt", weights_only=False)["model"]
+    if second["best_epoch"] == 1:
+        assert second["val_corruption_acc"] <= first_scores
+        assert all(torch.equal(served[k], v) for k, v in first_model.items())
+    else:
+        assert second["best_epoch"] == 2 and second["val_corruption_acc"] > first_scores
