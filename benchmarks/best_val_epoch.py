@@ -21,41 +21,43 @@ from trainers.best_epoch import BestEpoch, selection_metric
 from trainers.worker_env import STATE_FILE, CheckpointError, load_state
 
 
-def epoch_checkpoints(run_dir: Path) -> list[tuple[int, dict, Path]]:
+def epoch_checkpoints(run_dir: Path) -> tuple[list[tuple[int, dict, Path]], str]:
     """(0-based epoch, metrics, checkpoint directory) of each end-of-epoch checkpoint,
-    oldest epoch first; the newest file wins when an epoch was checkpointed twice."""
+    oldest epoch first (the newest file wins when an epoch was checkpointed twice), and the
+    run's ``data.val_suite`` from its config."""
     found: dict[int, tuple[float, dict, Path]] = {}
+    suite = "none"
     for state_file in sorted(run_dir.rglob(STATE_FILE)):
         state = load_state(state_file)
         if state.get("mid_epoch") or state.get("interrupted"):
             continue
+        suite = str((state.get("config") or {}).get("data", {}).get("val_suite", "none"))
         mtime = state_file.stat().st_mtime
         epoch = int(state["epoch"])
         if epoch not in found or mtime > found[epoch][0]:
             found[epoch] = (mtime, dict(state.get("metrics") or {}), state_file.parent)
-    return [(epoch, metrics, path) for epoch, (_, metrics, path) in sorted(found.items())]
+    epochs = [(epoch, metrics, path) for epoch, (_, metrics, path) in sorted(found.items())]
+    return epochs, suite
 
 
 def choose(run_dir: Path) -> tuple[list[str], Path]:
     """The report lines for one run and the chosen checkpoint directory."""
-    epochs = epoch_checkpoints(run_dir)
+    epochs, suite = epoch_checkpoints(run_dir)
     if not epochs:
         raise CheckpointError(f"no end-of-epoch checkpoint ({STATE_FILE}) under {run_dir}")
-    suite = "mnist-c" if "val_corruption_acc" in epochs[-1][1] else "none"
     best = BestEpoch(selection_metric(suite))
-    chosen = {}
+    chosen = None
     for epoch, metrics, path in epochs:
-        if best.metric in metrics and best.improves(best.score_of(metrics)):
-            best.epoch, best.score = epoch, best.score_of(metrics)
-        chosen[epoch] = path
+        if best.metric in metrics and best.record(epoch, metrics):
+            chosen = path
+    if chosen is None:
+        raise CheckpointError(f"{run_dir}: no checkpoint reports {best.metric}")
     kept = f"{len(epochs)} of its {epochs[-1][0] + 1} epochs kept"
     lines = [f"{run_dir}: {best.metric} per epoch ({kept})"]
     for epoch, metrics, _ in epochs:
         mark = "  <- best_val" if epoch == best.epoch else ""
         lines.append(f"  epoch {epoch + 1}: {metrics.get(best.metric, float('nan')):.4f}{mark}")
-    if best.epoch < 0:
-        raise CheckpointError(f"{run_dir}: no checkpoint reports {best.metric}")
-    return lines, chosen[best.epoch]
+    return lines, chosen
 
 
 def main(argv: list[str] | None = None) -> int:

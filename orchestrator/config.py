@@ -202,15 +202,16 @@ class ExperimentConfig(_Frozen):
                 f"data.val_suite={suite} corrupts {VAL_SUITE_DATASET[suite]} images, "
                 f"but data.dataset={self.data.dataset}"
             )
-        if suite != "none" and self.data.val_size == 0:
-            raise ValueError(
-                f"data.val_suite={suite} needs a validation split, but data.val_size=0"
+        needs_validation = [
+            setting
+            for setting, on in (
+                (f"data.val_suite={suite}", suite != "none"),
+                ("optim.select_epoch=best_val", self.optim.select_epoch == "best_val"),
             )
-        if self.optim.select_epoch == "best_val" and self.data.val_size == 0:
-            raise ValueError(
-                "optim.select_epoch=best_val ranks epochs on the validation split, "
-                "but data.val_size=0"
-            )
+            if on
+        ]
+        if needs_validation and self.data.val_size == 0:
+            raise ValueError(f"{needs_validation[0]} needs a validation split, but data.val_size=0")
         if self.noise.shares.stylized > 0 and self.data.dataset != "imagenet":
             raise ValueError(
                 "noise.shares.stylized > 0 (ANT+SIN) needs data.dataset=imagenet "

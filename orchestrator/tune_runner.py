@@ -19,7 +19,7 @@ from orchestrator.ray_runner import OUTSIDE_ANY_PLACEMENT_GROUP
 from orchestrator.run_dir import CONFIG_FILE, prepare_run_dir
 from orchestrator.storage import RunLocation, Storage
 from orchestrator.suite_validation import MEAN_KEY, suite_metrics
-from trainers.best_epoch import selection_metric
+from trainers.best_epoch import reported_metric
 from tune_spaces import SPACES, SearchSpace, asha_scheduler, param_space
 
 RESULTS_FILE = "tune_results.csv"
@@ -206,7 +206,7 @@ def check_metric(cfg: ExperimentConfig, metric: str) -> None:
     metric one that ``optim.select_epoch: best_val`` reports (else Tune would fail at the
     first report, after Ray and the output directory exist)."""
     if metric.startswith("best_"):
-        ranked = "best_" + selection_metric(cfg.data.val_suite)
+        ranked = reported_metric(cfg.data.val_suite)
         if cfg.optim.select_epoch != "best_val" or metric != ranked:
             raise UserError(
                 f"--metric {metric}: best_ metrics are reported with optim.select_epoch="
@@ -241,7 +241,7 @@ def default_metric(cfg: ExperimentConfig) -> str:
     the validation split when the config measures it, else the quick Gaussian set; with
     ``optim.select_epoch: best_val``, the best epoch's score (the epoch a trial serves)."""
     if cfg.optim.select_epoch == "best_val":
-        return "best_" + selection_metric(cfg.data.val_suite)
+        return reported_metric(cfg.data.val_suite)
     return MEAN_KEY if cfg.data.val_suite != "none" else "val_gaussian_acc"
 
 

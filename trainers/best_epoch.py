@@ -31,6 +31,11 @@ def selection_metric(val_suite: str) -> str:
     return "val_corruption_acc" if val_suite != "none" else "val_clean_acc"
 
 
+def reported_metric(val_suite: str) -> str:
+    """The best epoch's score as each epoch reports it (what Tune ranks such runs by)."""
+    return "best_" + selection_metric(val_suite)
+
+
 @dataclass
 class BestEpoch:
     """The best epoch seen so far (0-based ``epoch``; -1 before the first offer)."""
@@ -43,30 +48,30 @@ class BestEpoch:
     def offer(self, epoch: int, metrics: dict[str, float], served: nn.Module) -> bool:
         """Keep ``served``'s weights if this epoch beats every earlier one (a tie keeps
         the earlier epoch). Returns whether it was kept."""
-        score = self.score_of(metrics)
-        if not self.improves(score):
+        if not self.record(epoch, metrics):
             return False
-        self.epoch, self.score, self.weights = epoch, score, cpu_state(served)
+        self.weights = cpu_state(served)
         return True
 
-    def score_of(self, metrics: dict[str, float]) -> float:
+    def record(self, epoch: int, metrics: dict[str, float]) -> bool:
+        """The ranking alone: take ``epoch`` as the best if its score is strictly higher
+        (a tie keeps the earlier epoch, NaN never wins). Returns whether it was taken."""
         if self.metric not in metrics:
             raise KeyError(
                 f"optim.select_epoch=best_val ranks epochs by {self.metric}, which this "
                 "epoch's validation did not report"
             )
-        return float(metrics[self.metric])
-
-    def improves(self, score: float) -> bool:
-        """Strictly better than the best so far: a tie keeps the earlier epoch, NaN never
-        wins."""
-        return score > self.score
+        score = float(metrics[self.metric])
+        if not score > self.score:
+            return False
+        self.epoch, self.score = epoch, score
+        return True
 
     def metrics(self) -> dict[str, float]:
         """``best_epoch`` (1-based, as ``epoch``) and ``best_<metric>``, for reports."""
         if self.weights is None:
             return {}
-        return {"best_epoch": float(self.epoch + 1), f"best_{self.metric}": self.score}
+        return {"best_epoch": float(self.epoch + 1), "best_" + self.metric: self.score}
 
     def state(self) -> dict[str, Any] | None:
         if self.weights is None:
