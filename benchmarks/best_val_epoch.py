@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from trainers.best_epoch import BestEpoch, selection_metric
-from trainers.worker_env import STATE_FILE, CheckpointError, load_state
+from trainers.checkpoint_format import STATE_FILE, CheckpointError, load_state
 
 
 def epoch_checkpoints(run_dir: Path) -> tuple[list[tuple[int, dict, Path]], str]:

@@ -25,8 +25,8 @@ from evaluation.corruption_loop import stack_images
 from evaluation.model_loading import load_checkpoint_model
 from evaluation.noise_anatomy import checkpoint_generators, generator_anatomy
 from generators.networks import create_generator
+from trainers.checkpoint_format import CheckpointError, load_state
 from trainers.data import DataMissingError, load_split, resolve_data_root
-from trainers.worker_env import CheckpointError, load_state
 
 
 def validation_digits(info: dict, limit: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -6,7 +6,7 @@
   ``state.pt`` anywhere under it by mtime (Ray leaves ``<run_dir>/ray/<name>/checkpoint_*/``);
 - a checkpoint directory holding ``state.pt``, or the ``state.pt`` file itself.
 
-Anything that is not an antray checkpoint raises ``trainers.worker_env.CheckpointError`` (a
+Anything that is not an antray checkpoint raises ``trainers.checkpoint_format.CheckpointError`` (a
 user error: one line, exit 2). Every model takes images in [0, 1] and normalises inside.
 """
 
@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from evaluation.request import EvalInputError
-from trainers.best_epoch import STATE_KEY as BEST_KEY
+from trainers.checkpoint_format import BEST_VAL_KEY, STATE_FILE, CheckpointError, load_state
 from trainers.models import IMAGENET_MEAN, IMAGENET_STD, Normalized, create_model
-from trainers.worker_env import STATE_FILE, CheckpointError, load_state
 
 
 def find_checkpoint(path: str | Path) -> Path:
@@ -91,7 +90,7 @@ def served_epoch(state: dict[str, Any]) -> int | None:
 
 
 def _best_val(state: dict[str, Any]) -> dict[str, Any] | None:
-    best = state.get(BEST_KEY)
+    best = state.get(BEST_VAL_KEY)
     return best if isinstance(best, dict) and isinstance(best.get("weights"), dict) else None
 
 

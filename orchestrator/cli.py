@@ -18,9 +18,9 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")  # foolbox imports GitPytho
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
     from evaluation.runner import EvalInputError
+    from trainers.checkpoint_format import CheckpointError
     from trainers.data import DataMissingError
     from trainers.device import DeviceUnavailableError
-    from trainers.worker_env import CheckpointError
 
     types: list[type[BaseException]] = [
         UserError,

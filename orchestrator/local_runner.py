@@ -13,10 +13,11 @@ from typing import Any
 from orchestrator.config import ExperimentConfig
 from orchestrator.signals import stop_on_sigint
 from orchestrator.suite_validation import make_suite_validation
+from trainers.checkpoint_format import STATE_FILE, load_state
 from trainers.data import IMAGE_SPECS
 from trainers.generator_service import InlineGeneratorService
 from trainers.loop import run_worker
-from trainers.worker_env import STATE_FILE, LocalEnv, load_state
+from trainers.worker_env import LocalEnv
 
 
 def inline_service(*, cfg: ExperimentConfig, loader, precision, rank: int):

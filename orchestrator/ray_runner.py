@@ -436,7 +436,7 @@ def train_ray(
     Resuming needs nothing here: the same ``location`` means the same
     ``RunConfig(name, storage_path)``, and Train V2 hands workers its latest checkpoint."""
     from orchestrator.signals import stop_on_sigint
-    from trainers.worker_env import load_state
+    from trainers.checkpoint_format import load_state
 
     ensure_ray(address, num_cpus=num_cpus, head_resource=cfg.runtime.head_resource)
     trainer, actors = build_trainer(

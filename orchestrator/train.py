@@ -14,7 +14,7 @@ from orchestrator.config import ExperimentConfig
 from orchestrator.errors import Interrupted, TrainingFault
 from orchestrator.run_dir import CONFIG_FILE, prepare_run_dir, write_metrics
 from orchestrator.storage import RunLocation, latest_checkpoint, location_for
-from trainers.worker_env import STATE_FILE, load_state
+from trainers.checkpoint_format import STATE_FILE, load_state
 
 Backend = Literal["local", "ray"]
 MODEL_FILE = "model.pt"

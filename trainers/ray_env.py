@@ -18,7 +18,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from trainers.worker_env import load_state, save_state
+from trainers.checkpoint_format import load_state, save_state
 
 STOP_POLL_TIMEOUT_S = 60.0  # a stop-flag answer older than this is asked for again
 

@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader
 from generators.networks import create_generator
 from generators.optim import adam, load_optimizer_state, sgd
 from trainers.averaging import WeightAverage, create_average
-from trainers.best_epoch import STATE_KEY as BEST_KEY
 from trainers.best_epoch import BestEpoch, selection_metric
+from trainers.checkpoint_format import BEST_VAL_KEY as BEST_KEY
 from trainers.data import (
     IMAGE_SPECS,
     DataRoot,

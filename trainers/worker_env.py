@@ -8,7 +8,6 @@ where Ray appears, and only here.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -17,12 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-CHECKPOINT_FORMAT = "antray-checkpoint-v1"
-STATE_FILE = "state.pt"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or is not an antray checkpoint."""
+from trainers.checkpoint_format import STATE_FILE, load_state, save_state
 
 
 class WorkerEnv(Protocol):
@@ -48,29 +42,6 @@ class WorkerEnv(Protocol):
 
     def report(self, metrics: dict[str, float], state: dict[str, Any] | None) -> None:
         """Publish epoch metrics; ``state`` (rank 0 only) becomes a checkpoint."""
-
-
-def save_state(state: dict[str, Any], directory: Path) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    tmp = directory / (STATE_FILE + ".tmp")
-    torch.save({"format": CHECKPOINT_FORMAT, **state}, tmp)
-    os.replace(tmp, directory / STATE_FILE)  # atomic: a crash never leaves half a file
-    return directory / STATE_FILE
-
-
-def load_state(path: Path) -> dict[str, Any]:
-    """Read ``state.pt`` from a file or a directory; reject anything not ours."""
-    if path.is_dir():
-        path = path / STATE_FILE
-    if not path.is_file():
-        raise CheckpointError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for garbage
-        raise CheckpointError(f"corrupt checkpoint {path}: {type(exc).__name__}") from None
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path} is not an antray checkpoint (format {CHECKPOINT_FORMAT})")
-    return state
 
 
 class LocalEnv:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.storage import RunLocation, latest_checkpoint
-from trainers.worker_env import load_state
+from trainers.checkpoint_format import load_state
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from tiny_runs import TINY_ANT_RUN
 from orchestrator.config import load_config
 from orchestrator.storage import RunLocation, latest_checkpoint
 from orchestrator.train import train_from_config
-from trainers.worker_env import load_state
+from trainers.checkpoint_format import load_state
 
 pytestmark = pytest.mark.integration
 BUCKET = "antray-test"

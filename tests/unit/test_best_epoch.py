@@ -13,8 +13,8 @@ from torch import nn
 from evaluation.model_loading import load_checkpoint_model, served_epoch, served_weights
 from orchestrator.cli import main
 from trainers.best_epoch import STATE_KEY, BestEpoch, selection_metric
+from trainers.checkpoint_format import load_state, save_state
 from trainers.loop import run_worker
-from trainers.worker_env import load_state, save_state
 
 REPO = Path(__file__).resolve().parents[2]
 

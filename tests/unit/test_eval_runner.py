@@ -17,9 +17,9 @@ from evaluation.model_loading import load_checkpoint_model, load_torchvision_mod
 from evaluation.request import EvalInputError, EvalRequest
 from evaluation.runner import evaluate
 from orchestrator.cli import main
+from trainers.checkpoint_format import save_state
 from trainers.data import load_dataset, resolve_data_root
 from trainers.models import create_model
-from trainers.worker_env import save_state
 
 CONFIG = {
     "model": {"name": "madry_cnn", "num_classes": 10},

@@ -10,9 +10,10 @@ import trainers.data
 import trainers.run
 from orchestrator.config import load_config
 from orchestrator.local_runner import inline_service
+from trainers.checkpoint_format import load_state
 from trainers.loop import run_worker
 from trainers.run import setup_run
-from trainers.worker_env import LocalEnv, load_state
+from trainers.worker_env import LocalEnv
 
 TINY = [
     "data.dataset=synthetic",

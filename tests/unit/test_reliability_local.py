@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from orchestrator.cli import main
-from trainers.worker_env import load_state
+from trainers.checkpoint_format import load_state
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [

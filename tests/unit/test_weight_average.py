@@ -15,8 +15,8 @@ from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.suite_validation import MEAN_KEY
 from trainers.averaging import WeightAverage, create_average
+from trainers.checkpoint_format import load_state
 from trainers.loop import LIVE_PREFIX, run_worker
-from trainers.worker_env import load_state
 
 REPO = Path(__file__).resolve().parents[2]
 
