@@ -6,7 +6,10 @@ Starts an ANT 1x1 run on the Ray backend (one worker, ``--threads`` torch thread
 off: the figures are what Ray and antray cost beside a training step) in a child process,
 waits until the Train worker has trained for ``--settle`` seconds, then reads every
 process's CPU time from ``/proc/<pid>/stat`` twice, ``--window`` seconds apart, and prints
-each process's share of one core (100 % = one core busy for the whole window). Linux only.
+each process's share of one core (100 % = one core busy for the whole window), then the
+same per thread of the Train worker, grouped by thread name (torch's intra-op threads carry
+the name of the thread that started them; Ray's own threads in the worker, its gRPC and IO
+loops, carry theirs). Linux only.
 """
 
 from __future__ import annotations
@@ -38,6 +41,37 @@ def cpu_seconds() -> dict[int, tuple[float, str]]:
         name = stat[stat.find("(") + 1 : stat.rfind(")")]
         out[int(entry)] = ((int(fields[11]) + int(fields[12])) / TICKS, _label(cmd) or name)
     return out
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, tuple[float, str]]:
+    """Each thread of ``pid``: (user + system CPU seconds, the thread's name)."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        name = stat[stat.find("(") + 1 : stat.rfind(")")]
+        out[int(tid)] = ((int(fields[11]) + int(fields[12])) / TICKS, name)
+    return out
+
+
+def by_name(
+    before: dict[int, tuple[float, str]], after: dict[int, tuple[float, str]], window: float
+) -> list[tuple[float, int, str]]:
+    """(% of one core, thread count, name) per thread name over the window, largest first."""
+    groups: dict[str, list[float]] = {}
+    for tid in after.keys() & before.keys():
+        groups.setdefault(after[tid][1], []).append(after[tid][0] - before[tid][0])
+    return sorted(
+        ((sum(v) / window * 100, len(v), name) for name, v in groups.items()), reverse=True
+    )
 
 
 def _label(cmd: str) -> str:
@@ -93,9 +127,12 @@ def main(argv: list[str] | None = None) -> None:
         time.sleep(0.5)
     time.sleep(args.settle)
     before = cpu_seconds()
+    workers = [pid for pid, (_, label) in before.items() if label == "ray::RayTrainWorker"]
+    threads_before = {pid: thread_cpu_seconds(pid) for pid in workers}
     load_before = os.getloadavg()[0]
     time.sleep(args.window)
     after = cpu_seconds()
+    threads_after = {pid: thread_cpu_seconds(pid) for pid in workers}
     child.join()
     rows = sorted(
         (
@@ -118,6 +155,13 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"\nTrain worker {worker:.1f} %, everything else {sum(r[0] for r in rows) - worker:.1f} %"
     )
+    for pid in workers:
+        print(f"\nThe Train worker's threads (pid {pid}), grouped by name:\n")
+        print("| thread name | threads | CPU, % of one core |")
+        print("|---|---|---|")
+        for share, count, name in by_name(threads_before[pid], threads_after[pid], args.window):
+            if share >= 0.05:
+                print(f"| {name} | {count} | {share:.2f} |")
     if child.exitcode:
         sys.exit(f"the training run failed (exit {child.exitcode})")
 

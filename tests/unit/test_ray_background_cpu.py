@@ -36,3 +36,33 @@ def test_labels_name_ray_actors_and_daemons():
         "log_monitor.py"
     )
     assert script._label("") == ""
+
+
+def test_threads_of_this_process_are_read_and_grouped_by_name():
+    import threading
+
+    script = load_script()
+    burned, done = threading.Event(), threading.Event()
+
+    def burn():
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+        burned.set()
+        done.wait(timeout=30)  # stay alive until the second reading
+
+    t = threading.Thread(target=burn, name="burner")
+    before = script.thread_cpu_seconds(os.getpid())
+    assert os.getpid() in before  # the main thread's id is the process id
+    t.start()
+    assert burned.wait(timeout=30)
+    after = script.thread_cpu_seconds(os.getpid())
+    done.set()
+    t.join(timeout=30)
+    # The new thread was not in the first reading, so it is left out; the main thread is in.
+    assert t.native_id in after and t.native_id not in before
+    assert after[t.native_id][0] >= 0.2
+    # Grouping adds the threads of one name, largest group first; new threads are left out.
+    fake_before = {1: (1.0, "a"), 2: (2.0, "a"), 3: (0.0, "b")}
+    fake_after = {1: (1.5, "a"), 2: (2.5, "a"), 3: (0.1, "b"), 4: (9.0, "new")}
+    assert script.by_name(fake_before, fake_after, window=2.0) == [(50.0, 2, "a"), (5.0, 1, "b")]
