@@ -74,6 +74,21 @@ def by_name(
     )
 
 
+def per_thread(
+    before: dict[int, tuple[float, str]],
+    after: dict[int, tuple[float, str]],
+    window: float,
+    name: str,
+) -> list[float]:
+    """Each thread called ``name``: % of one core over the window, largest first."""
+    shares = [
+        (after[tid][0] - before[tid][0]) / window * 100
+        for tid in after.keys() & before.keys()
+        if after[tid][1] == name
+    ]
+    return sorted(shares, reverse=True)
+
+
 def _label(cmd: str) -> str:
     """``ray::Actor`` names as they are; a path's last part for Ray's own executables."""
     if not cmd:
@@ -157,11 +172,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     for pid in workers:
         print(f"\nThe Train worker's threads (pid {pid}), grouped by name:\n")
-        print("| thread name | threads | CPU, % of one core |")
+        print("| thread name | threads | CPU, % of one core (each thread) |")
         print("|---|---|---|")
         for share, count, name in by_name(threads_before[pid], threads_after[pid], args.window):
             if share >= 0.05:
-                print(f"| {name} | {count} | {share:.2f} |")
+                each = per_thread(threads_before[pid], threads_after[pid], args.window, name)
+                split = " + ".join(f"{v:.2f}" for v in each)
+                print(f"| {name} | {count} | {share:.2f} ({split}) |")
     if child.exitcode:
         sys.exit(f"the training run failed (exit {child.exitcode})")
 

@@ -66,3 +66,5 @@ def test_threads_of_this_process_are_read_and_grouped_by_name():
     fake_before = {1: (1.0, "a"), 2: (2.0, "a"), 3: (0.0, "b")}
     fake_after = {1: (1.5, "a"), 2: (2.5, "a"), 3: (0.1, "b"), 4: (9.0, "new")}
     assert script.by_name(fake_before, fake_after, window=2.0) == [(50.0, 2, "a"), (5.0, 1, "b")]
+    fake_after[2] = (3.0, "a")
+    assert script.per_thread(fake_before, fake_after, 2.0, "a") == [50.0, 25.0]
