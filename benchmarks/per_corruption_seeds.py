@@ -62,17 +62,13 @@ def table(models: list[tuple[str, list[dict[str, float]]]]) -> str:
             cells.append(f"{means[0] - means[1]:+.1f}")
         lines.append("| " + " | ".join(cells) + " |")
     means_row = ["**mean of the corruptions**"]
+    model_means = []
     for _, runs in models:
         per_run = [statistics.fmean(run.values()) for run in runs]
-        means_row += [
-            " / ".join(f"{v:.2f}" for v in per_run),
-            f"**{statistics.fmean(per_run):.2f}**",
-        ]
+        model_means.append(statistics.fmean(per_run))
+        means_row += [" / ".join(f"{v:.2f}" for v in per_run), f"**{model_means[-1]:.2f}**"]
     if len(models) > 1:
-        a, b = (
-            statistics.fmean(statistics.fmean(r.values()) for r in runs) for _, runs in models[:2]
-        )
-        means_row.append(f"{a - b:+.2f}")
+        means_row.append(f"{model_means[0] - model_means[1]:+.2f}")
     lines.append("| " + " | ".join(means_row) + " |")
     every_run = [run for _, runs in models for run in runs]
     best = {name: max(run[name] for run in every_run) for name in corruptions}

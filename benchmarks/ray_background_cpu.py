@@ -37,10 +37,17 @@ def cpu_seconds() -> dict[int, tuple[float, str]]:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:
             continue  # exited meanwhile
-        fields = stat[stat.rfind(")") + 2 :].split()
-        name = stat[stat.find("(") + 1 : stat.rfind(")")]
-        out[int(entry)] = ((int(fields[11]) + int(fields[12])) / TICKS, _label(cmd) or name)
+        seconds, name = _cpu_and_name(stat)
+        out[int(entry)] = (seconds, _label(cmd) or name)
     return out
+
+
+def _cpu_and_name(stat: str) -> tuple[float, str]:
+    """User + system CPU seconds and the name from a ``/proc/.../stat`` line (the name sits
+    in parentheses and may itself hold spaces or parentheses, hence the outermost pair)."""
+    fields = stat[stat.rfind(")") + 2 :].split()
+    name = stat[stat.find("(") + 1 : stat.rfind(")")]
+    return (int(fields[11]) + int(fields[12])) / TICKS, name
 
 
 def thread_cpu_seconds(pid: int) -> dict[int, tuple[float, str]]:
@@ -56,10 +63,18 @@ def thread_cpu_seconds(pid: int) -> dict[int, tuple[float, str]]:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2 :].split()
-        name = stat[stat.find("(") + 1 : stat.rfind(")")]
-        out[int(tid)] = ((int(fields[11]) + int(fields[12])) / TICKS, name)
+        out[int(tid)] = _cpu_and_name(stat)
     return out
+
+
+def _shares(
+    before: dict[int, tuple[float, str]], after: dict[int, tuple[float, str]], window: float
+) -> list[tuple[float, str]]:
+    """(% of one core, name) of each thread in both readings (new or exited ones are left out)."""
+    return [
+        ((after[tid][0] - before[tid][0]) / window * 100, after[tid][1])
+        for tid in after.keys() & before.keys()
+    ]
 
 
 def by_name(
@@ -67,11 +82,9 @@ def by_name(
 ) -> list[tuple[float, int, str]]:
     """(% of one core, thread count, name) per thread name over the window, largest first."""
     groups: dict[str, list[float]] = {}
-    for tid in after.keys() & before.keys():
-        groups.setdefault(after[tid][1], []).append(after[tid][0] - before[tid][0])
-    return sorted(
-        ((sum(v) / window * 100, len(v), name) for name, v in groups.items()), reverse=True
-    )
+    for share, name in _shares(before, after, window):
+        groups.setdefault(name, []).append(share)
+    return sorted(((sum(v), len(v), name) for name, v in groups.items()), reverse=True)
 
 
 def per_thread(
@@ -81,12 +94,7 @@ def per_thread(
     name: str,
 ) -> list[float]:
     """Each thread called ``name``: % of one core over the window, largest first."""
-    shares = [
-        (after[tid][0] - before[tid][0]) / window * 100
-        for tid in after.keys() & before.keys()
-        if after[tid][1] == name
-    ]
-    return sorted(shares, reverse=True)
+    return sorted((share for share, n in _shares(before, after, window) if n == name), reverse=True)
 
 
 def _label(cmd: str) -> str:

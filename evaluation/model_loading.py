@@ -6,8 +6,9 @@
   ``state.pt`` anywhere under it by mtime (Ray leaves ``<run_dir>/ray/<name>/checkpoint_*/``);
 - a checkpoint directory holding ``state.pt``, or the ``state.pt`` file itself.
 
-Anything that is not an antray checkpoint raises ``trainers.checkpoint_format.CheckpointError`` (a
-user error: one line, exit 2). Every model takes images in [0, 1] and normalises inside.
+Anything that is not an antray checkpoint raises
+``trainers.checkpoint_format.CheckpointError`` (a user error: one line, exit 2). Every model
+takes images in [0, 1] and normalises inside.
 """
 
 from __future__ import annotations

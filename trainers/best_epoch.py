@@ -20,11 +20,7 @@ from typing import Any
 
 from torch import nn
 
-from trainers.checkpoint_format import BEST_VAL_KEY
 from trainers.generator_service import Snapshot, cpu_state
-
-# Checkpoint key; evaluation.model_loading reads it to serve these weights.
-STATE_KEY = BEST_VAL_KEY
 
 
 def selection_metric(val_suite: str) -> str:

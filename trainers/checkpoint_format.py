@@ -15,7 +15,8 @@ import torch
 
 CHECKPOINT_FORMAT = "antray-checkpoint-v1"
 STATE_FILE = "state.pt"
-# The early-stopping record (trainers/best_epoch.py writes it; evaluation serves its weights).
+# The early-stopping record: trainers/run.py writes BestEpoch.state() under it, and
+# evaluation.model_loading serves its weights.
 BEST_VAL_KEY = "best_val"
 
 

@@ -19,7 +19,7 @@ from generators.networks import create_generator
 from generators.optim import adam, load_optimizer_state, sgd
 from trainers.averaging import WeightAverage, create_average
 from trainers.best_epoch import BestEpoch, selection_metric
-from trainers.checkpoint_format import BEST_VAL_KEY as BEST_KEY
+from trainers.checkpoint_format import BEST_VAL_KEY
 from trainers.data import (
     IMAGE_SPECS,
     DataRoot,
@@ -298,7 +298,7 @@ def checkpoint_state(
         # optim.ema_decay > 0: the averaged weights, which antray eval serves
         "averaged_model": run.average.state() if run.average is not None else None,
         # optim.select_epoch=best_val: the best epoch's served weights, which eval serves
-        BEST_KEY: run.best.state() if run.best is not None else None,
+        BEST_VAL_KEY: run.best.state() if run.best is not None else None,
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "generator": life.get("generator"),
@@ -320,7 +320,7 @@ def restore(run: Run, state: dict[str, Any]) -> None:
         else:  # a checkpoint from a run without the average: start it from here
             run.average.update(bare(run.model))
     if run.best is not None:
-        run.best.load_state(state.get(BEST_KEY))
+        run.best.load_state(state.get(BEST_VAL_KEY))
     if run.life is not None:
         run.life.load_state(state)
     _apply_new_lr(run.optimizer, run.scheduler, run.cfg.optim.lr, state["config"]["optim"]["lr"])

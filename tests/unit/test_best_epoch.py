@@ -12,8 +12,8 @@ from torch import nn
 
 from evaluation.model_loading import load_checkpoint_model, served_epoch, served_weights
 from orchestrator.cli import main
-from trainers.best_epoch import STATE_KEY, BestEpoch, selection_metric
-from trainers.checkpoint_format import load_state, save_state
+from trainers.best_epoch import BestEpoch, selection_metric
+from trainers.checkpoint_format import BEST_VAL_KEY, load_state, save_state
 from trainers.loop import run_worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,7 +97,7 @@ def test_the_run_serves_its_best_validation_epoch(tmp_path):
     assert final["best_val_clean_acc"] == max(m["val_clean_acc"] for m, _ in env.epochs)
 
     state = load_state(tmp_path / "run" / "checkpoint")
-    assert state[STATE_KEY]["epoch"] == chosen and served_epoch(state) == chosen
+    assert state[BEST_VAL_KEY]["epoch"] == chosen and served_epoch(state) == chosen
     for name, value in env.epochs[chosen][1].items():
         assert torch.equal(served_weights(state)[name], value), name
     _, info = load_checkpoint_model(tmp_path / "run")
@@ -113,7 +113,7 @@ def test_training_is_the_same_with_or_without_the_selection(tmp_path):
     assert best["train_loss"] == last["train_loss"]
     assert best["val_clean_acc"] == last["val_clean_acc"]
     a, b = load_state(tmp_path / "a" / "checkpoint"), load_state(tmp_path / "b" / "checkpoint")
-    assert a[STATE_KEY] is None and served_epoch(a) == 1
+    assert a[BEST_VAL_KEY] is None and served_epoch(a) == 1
     for name, value in a["model"].items():
         assert torch.equal(b["model"][name], value), name  # the live weights: identical
 
@@ -128,7 +128,7 @@ def test_a_resumed_run_keeps_comparing_with_the_epochs_before(tmp_path):
     assert [int(m["epoch"]) for m, _ in epochs] == [1, 2, 3, 4]
     chosen = _argmax_epoch(epochs)
     state = load_state(run / "checkpoint")
-    assert state[STATE_KEY]["epoch"] == chosen
+    assert state[BEST_VAL_KEY]["epoch"] == chosen
     for name, value in epochs[chosen][1].items():
         assert torch.equal(served_weights(state)[name], value), name
 
@@ -182,7 +182,7 @@ def test_the_script_picks_the_epoch_best_val_serves_from_kept_checkpoints(tmp_pa
         tiny("noise.mode=vanilla", "optim.epochs=4", "optim.select_epoch=best_val"),
         FakeEnv(tmp_path / "best"),
     )
-    served = load_state(tmp_path / "best" / "checkpoint")[STATE_KEY]["epoch"]
+    served = load_state(tmp_path / "best" / "checkpoint")[BEST_VAL_KEY]["epoch"]
     capsys.readouterr()
     assert load_benchmark("best_val_epoch").main([str(tmp_path / "last")]) == 0
     out = capsys.readouterr().out
