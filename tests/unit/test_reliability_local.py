@@ -126,15 +126,17 @@ def test_bad_checkpoint_on_resume_exits_2_and_overwrites_nothing(tmp_path, capsy
 
 
 def test_truncated_data_file_exits_2(tmp_path, capsys, mnist_root):
+    import gzip
+
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name in os.listdir(mnist_root / "MNIST" / "raw"):
-        data = (mnist_root / "MNIST" / "raw" / name).read_bytes()
-        if name.startswith("train-images"):
-            import gzip
-
+    # Only the four .gz files: a raw folder that torchvision's own download filled also
+    # holds their extracted copies, which are not gzip and which the loader reads second.
+    for src in (mnist_root / "MNIST" / "raw").glob("*.gz"):
+        data = src.read_bytes()
+        if src.name.startswith("train-images"):
             data = gzip.compress(gzip.decompress(data)[:100_000])
-        (raw / name).write_bytes(data)
+        (raw / src.name).write_bytes(data)
     code = train(tmp_path / "run", "--data-root", str(tmp_path))
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "truncated" in err[0]
