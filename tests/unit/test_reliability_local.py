@@ -1,6 +1,7 @@
 """Faults on the single-process backend: Ctrl-C, NaN loss, bad checkpoints, bad
 addresses, unreachable MLflow. Each user fault is one line on stderr, exit 2."""
 
+import gzip
 import hashlib
 import os
 import signal
@@ -126,8 +127,6 @@ def test_bad_checkpoint_on_resume_exits_2_and_overwrites_nothing(tmp_path, capsy
 
 
 def test_truncated_data_file_exits_2(tmp_path, capsys, mnist_root):
-    import gzip
-
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     # Only the four .gz files: a raw folder that torchvision's own download filled also
