@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import math
 import statistics
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
+from per_corruption_seeds import load_result, parse_model  # benchmarks/ is on sys.path
 from scipy import stats
 
 # (label, unit, reader of one results.json); a reader returns None where the file lacks it.
@@ -49,20 +48,6 @@ METRICS: list[tuple[str, str, Reader]] = [
     ("eps* Gaussian", "l2", _eps_star("gaussian")),
     ("eps* uniform", "l2", _eps_star("uniform")),
 ]
-
-
-def load_result(out_dir: Path) -> dict:
-    path = out_dir / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"no results.json in {out_dir} (an `antray eval --out` folder)")
-    return json.loads(path.read_text())
-
-
-def parse_model(spec: str) -> tuple[str, list[Path]]:
-    label, sep, dirs = spec.partition("=")
-    if not sep or not label or not dirs:
-        raise ValueError(f"--model takes LABEL=DIR[,DIR...], got {spec!r}")
-    return label, [Path(d) for d in dirs.split(",") if d]
 
 
 def sign_flip_p(diffs: list[float]) -> float:
@@ -132,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         runs_a = [load_result(d) for d in dirs_a]
         runs_b = [load_result(d) for d in dirs_b]
         print(report(label_a, runs_a, label_b, runs_b))
-    except (ValueError, FileNotFoundError, KeyError, json.JSONDecodeError) as exc:
+    except (ValueError, FileNotFoundError, KeyError) as exc:  # JSONDecodeError is a ValueError
         print(f"paired_seeds: {exc}", file=sys.stderr)
         return 2
     return 0

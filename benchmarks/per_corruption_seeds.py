@@ -22,12 +22,17 @@ import sys
 from pathlib import Path
 
 
-def load_top1(out_dir: Path) -> dict[str, float]:
-    """Corruption -> top-1 (%) of one ``antray eval`` output (mean over its severities)."""
+def load_result(out_dir: Path) -> dict:
+    """The ``results.json`` of one ``antray eval --out`` folder."""
     path = out_dir / "results.json"
     if not path.is_file():
         raise FileNotFoundError(f"no results.json in {out_dir} (an `antray eval --out` folder)")
-    rows = json.loads(path.read_text())["rows"]
+    return json.loads(path.read_text())
+
+
+def load_top1(out_dir: Path) -> dict[str, float]:
+    """Corruption -> top-1 (%) of one ``antray eval`` output (mean over its severities)."""
+    rows = load_result(out_dir)["rows"]
     per: dict[str, list[float]] = {}
     for row in rows:
         per.setdefault(row["corruption"], []).append(100 * float(row["top1"]))

@@ -5,7 +5,13 @@ import math
 from pathlib import Path
 
 import pytest
-from benchmark_script import load_benchmark
+from benchmark_script import BENCHMARKS, load_benchmark
+
+
+@pytest.fixture(autouse=True)
+def _benchmarks_on_path(monkeypatch):
+    # paired_seeds imports per_corruption_seeds beside it, as when run by path
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
 
 
 def write_result(out: Path, mean: float, clean: float, adversarial: float | None = None) -> Path:
