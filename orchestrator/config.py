@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from orchestrator.errors import UserError
 
@@ -38,8 +45,10 @@ class DataSection(_Frozen):
     dataset: Literal["mnist", "cifar10", "imagenet", "synthetic", "synthetic-imagenet"] = "mnist"
     root: str | None = None  # else --data-root, ANTRAY_DATA_ROOT, ./data
     stylized_root: str | None = None  # Stylized-ImageNet folder for ANT+SIN
-    # The batch of one classifier update over all workers (the paper: 70); each of the
-    # runtime.num_workers data-parallel workers takes batch_size / num_workers.
+    # The batch of one classifier update over all workers (the paper: 70), whatever the
+    # number of data-parallel workers: each takes batch_size / workers images, or (where
+    # that does not divide) shares that differ by one image, weighted so that the update
+    # is the mean over the whole batch (trainers/order.py).
     batch_size: PositiveInt = 128
     eval_batch_size: PositiveInt = 512
     loader_workers: NonNegInt = 0
@@ -141,7 +150,12 @@ class RuntimeSection(_Frozen):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = False  # bf16 autocast on CUDA
     channels_last: bool = False
-    num_workers: PositiveInt = 1  # Ray Train data-parallel workers
+    # Ray Train data-parallel workers: a number, or [min, max] for an elastic group that
+    # runs with as many as the cluster holds (spot nodes lost and back) and never fewer
+    # than min. The global batch and the updates per epoch are the same at every size.
+    num_workers: int | tuple[int, int] = 1
+    # Elastic groups: how often Train looks for room to grow back (seconds).
+    elastic_resize_interval_s: Annotated[float, Field(gt=0)] = 60.0
     cpus_per_worker: Annotated[float, Field(gt=0)] = 1.0
     gpus_per_worker: Annotated[float, Field(ge=0)] = 0.0
     generator_actor_cpus: Annotated[float, Field(gt=0)] = 1.0
@@ -168,8 +182,44 @@ class RuntimeSection(_Frozen):
     # trial drivers ask for a sliver of it, so losing a (spot) worker node never takes
     # them away. antray's own local Ray instance has it; cluster.yaml sets it.
     head_resource: str = "antray_head"
-    # How long the driver waits for its actors (and a cold GPU node) before giving up.
+    # How long the driver waits for its actors, Train for its workers (and a cold GPU
+    # node an autoscaler launches) before giving up.
     startup_timeout_s: PositiveInt = 1800
+
+    @field_validator("num_workers", mode="before")
+    @classmethod
+    def _worker_range(cls, value: Any) -> int | tuple[int, int]:
+        """A whole number >= 1, or [min, max] with 1 <= min <= max."""
+        if isinstance(value, list | tuple):
+            if len(value) != 2 or not all(_whole(v) for v in value):
+                raise ValueError(f"expected a number or [min, max], got {list(value)}")
+            low, high = int(value[0]), int(value[1])
+            if low < 1:
+                raise ValueError(f"[min, max] needs min >= 1, got [{low}, {high}]")
+            if low > high:
+                raise ValueError(f"[min, max] needs min <= max, got [{low}, {high}]")
+            return (low, high)
+        if not _whole(value) or int(value) < 1:
+            raise ValueError(f"expected a whole number >= 1 or [min, max], got {value!r}")
+        return int(value)
+
+    @property
+    def worker_range(self) -> tuple[int, int]:
+        """(min, max) data-parallel workers; equal for a fixed group."""
+        n = self.num_workers
+        return (n, n) if isinstance(n, int) else (n[0], n[1])
+
+    @property
+    def min_workers(self) -> int:
+        return self.worker_range[0]
+
+    @property
+    def max_workers(self) -> int:
+        return self.worker_range[1]
+
+    @property
+    def elastic(self) -> bool:
+        return not isinstance(self.num_workers, int)
 
 
 class TrackingSection(_Frozen):
@@ -189,12 +239,12 @@ class ExperimentConfig(_Frozen):
 
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
-        workers = self.runtime.num_workers
-        if self.data.batch_size % workers:
+        workers = self.runtime.max_workers
+        if self.data.batch_size < workers:
             raise ValueError(
-                f"data.batch_size={self.data.batch_size} must be divisible by "
-                f"runtime.num_workers={workers}: it is the global batch of one update, "
-                f"split equally over the workers"
+                f"data.batch_size={self.data.batch_size} cannot be split over {workers} "
+                f"workers (runtime.num_workers={_shown(self.runtime.num_workers)}): it is the "
+                "global batch of one update and every worker needs at least one image of it"
             )
         suite = self.data.val_suite
         if suite != "none" and VAL_SUITE_DATASET[suite] != self.data.dataset:
@@ -224,6 +274,14 @@ class ExperimentConfig(_Frozen):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    return f"[{value[0]}, {value[1]}]" if isinstance(value, tuple) else str(value)
 
 
 def _format_error(err: ValidationError, source: str) -> str:

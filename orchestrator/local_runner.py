@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import ExperimentConfig
-from orchestrator.signals import stop_on_sigint
+from orchestrator.signals import stop_on_signals
 from orchestrator.suite_validation import make_suite_validation
 from trainers.checkpoint_format import STATE_FILE, load_state
 from trainers.data import IMAGE_SPECS
@@ -45,7 +45,7 @@ def train_local(
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """Returns (final metrics, final checkpoint state)."""
     env = LocalEnv(run_dir, resume=resume, on_report=on_report)
-    with stop_on_sigint(lambda: setattr(env, "stop", True)):
+    with stop_on_signals(lambda: setattr(env, "stop", True)):
         metrics = run_worker(
             cfg,
             env,

@@ -9,11 +9,20 @@ have, each leaving a half-made run directory behind. Every failure here is a
 
 from __future__ import annotations
 
-import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
+from orchestrator.capacity import (
+    ClusterShape,
+    Resources,
+    autoscaler_status,
+    connected_shape,
+    describe_bundles,
+    fits,
+    local_shape,
+)
 from orchestrator.errors import UserError
 from orchestrator.storage import RunLocation, probe_storage
 
@@ -40,7 +49,7 @@ def check_run(
     data_root: str | None,
     address: str | None,
     num_cpus: int | None,
-    demand: dict[str, float],
+    bundles: list[Resources],
     what: str,
 ) -> None:
     """All checks for one training (or one Tune search), in the order that keeps them
@@ -72,11 +81,11 @@ def check_run(
     configured = bool(cfg.runtime.storage)
     if not joining:  # antray's own instance: everything is on this machine
         data_here()
-        check_fits(demand, local_capacity(num_cpus), what)
+        check_fits(bundles, local_capacity(num_cpus, cfg.runtime.head_resource), what)
         check_storage(location, configured=configured, joining=False)
     ensure_ray(address, num_cpus=num_cpus, head_resource=cfg.runtime.head_resource)
     if joining:
-        check_fits(demand, cluster_capacity(), what)
+        check_cluster_fits(bundles, what, cfg.runtime.startup_timeout_s)
         check_storage(location, configured=configured, joining=True)
         if root is not None:
             check_data_on_cluster(cfg, str(root.path), timeout_s=cfg.runtime.startup_timeout_s)
@@ -158,75 +167,66 @@ def _local_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
-def run_demand(cfg: Any, *, trial_cpus: float = 0.0) -> dict[str, float]:
-    """Everything one training holds at once: its Train workers, the generator actor
-    (ANT), and (Tune) the trial driver. The store and stop flag use no CPU."""
+def run_bundles(
+    cfg: Any,
+    *,
+    workers: int | None = None,
+    trial_cpus: float = 0.0,
+    head_resource: str | None = None,
+) -> list[Resources]:
+    """What one training holds at once, one bundle per process that needs a node: each
+    Train worker (``workers``, else the least an elastic group runs with), the generator
+    actor (ANT) and (Tune) the trial driver, which sits on the head when
+    ``head_resource`` is offered. The store and stop flag use no CPU."""
     rt = cfg.runtime
-    need = {
-        "CPU": rt.num_workers * rt.cpus_per_worker + trial_cpus,
-        "GPU": rt.num_workers * rt.gpus_per_worker,
-    }
+    count = rt.min_workers if workers is None else workers
+    bundles = [_nonzero({"CPU": rt.cpus_per_worker, "GPU": rt.gpus_per_worker})] * count
     if cfg.noise.mode == "ant":
-        need["CPU"] += rt.generator_actor_cpus
-        need["GPU"] += rt.generator_actor_gpus
-    return {k: v for k, v in need.items() if v > 0}
+        bundles.append(_nonzero({"CPU": rt.generator_actor_cpus, "GPU": rt.generator_actor_gpus}))
+    if trial_cpus > 0:  # as tune_runner.trial_resources places it
+        bundles.append({head_resource: HEAD_SLIVER} if head_resource else {"CPU": trial_cpus})
+    return bundles
 
 
-def runs_that_fit(demand: dict[str, float], capacity: dict[str, float]) -> int:
-    """How many runs of ``demand`` the ``capacity`` holds at once (sums per resource: a
-    lower bound on fragmentation is the caller's business)."""
-    fits = math.inf
-    for resource, amount in demand.items():
-        fits = min(fits, math.floor(capacity.get(resource, 0.0) / amount + 1e-9))
-    return int(fits) if fits != math.inf else 1_000_000
+def _nonzero(resources: Resources) -> Resources:
+    return {k: v for k, v in resources.items() if v > 0}
 
 
-def describe(resources: dict[str, float]) -> str:
-    return ", ".join(f"{k} {v:g}" for k, v in sorted(resources.items())) or "nothing"
-
-
-def check_fits(demand: dict[str, float], capacity: dict[str, float], what: str) -> None:
-    if runs_that_fit(demand, capacity) < 1:
+def check_fits(bundles: list[Resources], shape: ClusterShape, what: str) -> None:
+    if not fits(bundles, shape):
         raise UserError(
-            f"{what} needs {describe(demand)} but the Ray cluster can hold at most "
-            f"{describe({k: capacity.get(k, 0.0) for k in demand})}; lower runtime.num_workers, "
-            "runtime.*_per_worker or runtime.generator_actor_*"
+            f"{what} needs {describe_bundles(bundles)} ({len(bundles)} processes) but the "
+            f"Ray cluster can hold at most {shape.describe()} (from {shape.source}); lower "
+            "runtime.num_workers, runtime.*_per_worker or runtime.generator_actor_*"
         )
 
 
-def local_capacity(num_cpus: int | None) -> dict[str, float]:
+def local_capacity(num_cpus: int | None, head_resource: str) -> ClusterShape:
     """What the local Ray instance antray starts will offer."""
-    return {"CPU": float(num_cpus or os.cpu_count() or 1), "GPU": float(_local_gpus())}
+    return local_shape(num_cpus, _local_gpus(), head_resource)
 
 
-def cluster_capacity() -> dict[str, float]:
-    """The most the connected cluster can hold: the autoscaler's maximum where one
-    runs (a cold cluster has no GPU node yet), else the nodes that are up."""
-    import ray
-
-    now = {k: float(v) for k, v in ray.cluster_resources().items()}
-    try:
-        from ray._private.state import state
-
-        most = state.get_max_resources_from_cluster_config()
-    except Exception:  # private API: without it, what is up now is the best we know
-        most = None
-    if not most:
-        return now
-    return {k: max(float(most.get(k, 0)), now.get(k, 0.0)) for k in {*now, *most}}
+def check_cluster_fits(bundles: list[Resources], what: str, timeout_s: float) -> None:
+    """On a joined cluster: refuse a run no shape of the cluster can hold; where the
+    autoscaler's node types are not visible from here, say so and let the run wait."""
+    shape = connected_shape()
+    if shape is not None:
+        check_fits(bundles, shape, what)
+        return
+    print(
+        f"[antray] an autoscaler serves this cluster but its node types are not visible "
+        f"from here: {what} ({describe_bundles(bundles)}) starts and waits up to "
+        f"{timeout_s:.0f} s (runtime.startup_timeout_s) for the nodes it needs",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def cluster_is_multi_node() -> bool:
     import ray
 
     alive = [n for n in ray.nodes() if n.get("Alive")]
-    try:
-        from ray._private.state import state
-
-        autoscaled = bool(state.get_max_resources_from_cluster_config())
-    except Exception:
-        autoscaled = False
-    return len(alive) > 1 or autoscaled
+    return len(alive) > 1 or autoscaler_status() is not None
 
 
 def check_storage(location: RunLocation, *, configured: bool, joining: bool) -> None:

@@ -8,6 +8,7 @@ whatever ``runtime.storage`` names (local, a shared mount, S3, GCS): see storage
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -15,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,35 +86,107 @@ def ensure_ray(
     joining = joins_cluster(address)
     try:
         if joining:
-            ray.init(address=address, namespace="antray", log_to_driver=True)
+            target = _join_target(address)
+            ray.init(
+                address=target,
+                namespace="antray",
+                log_to_driver=True,
+                runtime_env=None if target.startswith("ray://") else _pinned(target, {}),
+            )
         else:
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             # One machine: no node of it can be drained or preempted, so Train V2's
             # preemption watcher (an actor polling the drain state every 5 s, ~0.6 % of a
-            # core in benchmarks/ray_background_cpu.py) has nothing to watch. Set in this
-            # instance's job environment, not in os.environ: Train copies the driver's
-            # os.environ to every later run, which may be on a cluster. A value the user
-            # set is left to Train.
+            # core) has nothing to watch. Set in this instance's job environment, not in
+            # os.environ: Train copies the driver's os.environ to every later run, which
+            # may be on a cluster. A value the user set is left to Train.
             watcher = "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"
             env_vars = {} if watcher in os.environ else {watcher: "0"}
-            ray.init(
-                # "local": always a new instance. Without it ray.init() joins whatever
-                # /tmp/ray/ray_current_cluster names (another antray run, a test cluster,
-                # or a stale address), sharing or failing on someone else's Ray.
-                address="local",
-                num_cpus=num_cpus,
-                namespace="antray",
-                log_to_driver=True,
-                # This one node is the head: the store, stop flag and trial drivers
-                # find the marker they ask for on a cluster.
-                resources={head_resource: HEAD_RESOURCE_AMOUNT},
-                runtime_env={"env_vars": env_vars} if env_vars else None,
-            )
+            port = _free_port()
+            with _environ({GCS_PORT_VARIABLE: str(port)}):
+                ray.init(
+                    # "local": always a new instance. Without it ray.init() joins whatever
+                    # /tmp/ray/ray_current_cluster names (another antray run, a test
+                    # cluster, or a stale address), sharing or failing on someone else's Ray.
+                    address="local",
+                    num_cpus=num_cpus,
+                    namespace="antray",
+                    log_to_driver=True,
+                    # This one node is the head: the store, stop flag and trial drivers
+                    # find the marker they ask for on a cluster.
+                    resources={head_resource: HEAD_RESOURCE_AMOUNT},
+                    runtime_env=_pinned(f"{_node_ip()}:{port}", env_vars),
+                )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or os.environ.get("RAY_ADDRESS") or "a local instance"
         raise UserError(f"cannot reach Ray at {where}: {str(exc).splitlines()[0]}") from None
     if wait_state_api and not (address or "").startswith("ray://"):  # a client has none
         wait_for_state_api()
+
+
+# Ray reads the GCS port of a head it starts from here (ray._private.node).
+GCS_PORT_VARIABLE = "RAY_GCS_SERVER_PORT"
+
+
+def _pinned(gcs_address: str, env_vars: dict[str, str]) -> dict[str, Any]:
+    """The job's runtime environment with ``RAY_ADDRESS`` naming this run's instance.
+
+    Everything of this job that asks Ray's State API without an address (Train V2's
+    placement-group cleaner, Tune's trial drivers) otherwise looks for "the" local
+    instance, and with a second Ray on the machine (another antray run, a test cluster)
+    finds "multiple active Ray instances" and fails; the cleaner then dies for good and a
+    stopped trial's resources stay reserved. One run talks to one instance."""
+    return {"env_vars": {**env_vars, "RAY_ADDRESS": gcs_address}}
+
+
+def _join_target(address: str | None) -> str:
+    """The address to join: ``--address`` (``auto`` resolved here, refusing to guess
+    between several instances on this machine), else ``RAY_ADDRESS``."""
+    from ray._private.services import canonicalize_bootstrap_address_or_die
+
+    target = address if address and address != "auto" else os.environ.get("RAY_ADDRESS")
+    target = target or "auto"
+    if target.startswith("ray://"):
+        return target
+    return canonicalize_bootstrap_address_or_die(target)
+
+
+def _node_ip() -> str:
+    from ray._private.services import get_node_ip_address
+
+    return get_node_ip_address()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def _environ(values: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def connected_address() -> str | None:
+    """The GCS address of the instance this process is connected to."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    try:
+        return ray.get_runtime_context().gcs_address
+    except Exception:  # a Ray client connection has none
+        return None
 
 
 def wait_for_state_api(timeout_s: float = STATE_API_TIMEOUT_S) -> bool:
@@ -139,7 +213,7 @@ def wait_for_state_api(timeout_s: float = STATE_API_TIMEOUT_S) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            list_nodes(limit=1, timeout=5)
+            list_nodes(address=connected_address(), limit=1, timeout=5)
             return True
         except Exception as exc:  # ConnectionError while it starts, RayStateApiException
             if time.monotonic() >= deadline:
@@ -315,6 +389,14 @@ def build_trainer(
 
     rt = cfg.runtime
     config = cfg.to_dict()
+    if not rt.elastic:
+        # A fixed worker group on an autoscaling cluster waits for nodes to boot: give it
+        # the run's startup budget instead of Train's 60 s (Train hands the driver's value
+        # to its controller). An elastic group starts only with workers whose resources
+        # are there already, and a short timeout lets it re-decide its size soon after a
+        # stale decision (a node just lost), so Train's default stays. A value the user
+        # set is kept.
+        os.environ.setdefault("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", str(rt.startup_timeout_s))
     root = data_root or cfg.data.root
     if not is_uri(root):  # absolute: Ray workers chdir into their session directory
         root = str(resolve_data_root(root).path)
@@ -361,9 +443,12 @@ def build_trainer(
         },
         torch_config=TorchConfig(backend=None if rt.dist_backend == "auto" else rt.dist_backend),
         scaling_config=ScalingConfig(
-            num_workers=rt.num_workers,
+            # [min, max]: Train V2's elastic group, sized to what the cluster holds at
+            # every (re)start; each worker's share of the batch follows (trainers/run.py).
+            num_workers=rt.worker_range if rt.elastic else rt.num_workers,
             use_gpu=rt.gpus_per_worker > 0,
             resources_per_worker=resources,
+            elastic_resize_monitor_interval_s=rt.elastic_resize_interval_s,
         ),
         run_config=RunConfig(
             name=location.name,
@@ -435,7 +520,7 @@ def train_ray(
 
     Resuming needs nothing here: the same ``location`` means the same
     ``RunConfig(name, storage_path)``, and Train V2 hands workers its latest checkpoint."""
-    from orchestrator.signals import stop_on_sigint
+    from orchestrator.signals import stop_on_signals
     from trainers.checkpoint_format import load_state
 
     ensure_ray(address, num_cpus=num_cpus, head_resource=cfg.runtime.head_resource)
@@ -447,7 +532,7 @@ def train_ray(
     )
     try:
         wait_until_ready(actors, cfg)
-        with stop_on_sigint(lambda: actors.stop_flag.set.remote()):
+        with stop_on_signals(lambda: actors.stop_flag.set.remote()):
             result = fit_in_thread(trainer)
     finally:
         kill_actors(actors)

@@ -155,7 +155,7 @@ def check_before_start(
         data_root=data_root,
         address=address,
         num_cpus=num_cpus,
-        demand=preflight.run_demand(cfg),
+        bundles=preflight.run_bundles(cfg),
         what="this run",
     )
     return location

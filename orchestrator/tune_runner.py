@@ -87,7 +87,6 @@ def tune_from_config(
     cfg = absolute_paths(cfg)
     out = check_run_dir(Path(out_dir), resume=False, overwrite=overwrite)
     location = tune_location(cfg, out)
-    demand = preflight.run_demand(cfg, trial_cpus=trial_cpus)
     preflight.check_run(
         cfg,
         location,
@@ -95,17 +94,10 @@ def tune_from_config(
         data_root=data_root,
         address=address,
         num_cpus=num_cpus,
-        demand=demand,
+        bundles=preflight.run_bundles(cfg, trial_cpus=trial_cpus),
         what="one trial",
     )
-    fits = preflight.runs_that_fit(demand, preflight.cluster_capacity())
-    if fits < max_concurrent:
-        print(
-            f"[antray] {fits} trial(s) at a time: each needs {preflight.describe(demand)}",
-            file=sys.stderr,
-            flush=True,
-        )
-    concurrent = min(max_concurrent, fits)
+    concurrent = trials_at_once(cfg, trial_cpus, max_concurrent, num_cpus=num_cpus, address=address)
     out = prepare_run_dir(out, resume=False, overwrite=overwrite)
     (out / CONFIG_FILE).write_text(cfg.to_yaml())
     location.write(out)
@@ -201,6 +193,45 @@ def tune_from_config(
     return summary
 
 
+def trials_at_once(
+    cfg: ExperimentConfig,
+    trial_cpus: float,
+    max_concurrent: int,
+    *,
+    num_cpus: int | None,
+    address: str | None,
+) -> int:
+    """No more trials at once than the cluster can hold with their Train workers, packed
+    on its node types (each trial with its full worker group): Tune reserves only the
+    trial driver and generator bundles, and trials that each got half the GPUs they need
+    would wait for ever. Where the autoscaler's node types are not visible, ``max_concurrent``."""
+    import ray
+
+    from orchestrator import capacity, preflight
+    from orchestrator.ray_runner import joins_cluster
+
+    rt = cfg.runtime
+    head = rt.head_resource if ray.cluster_resources().get(rt.head_resource, 0) > 0 else None
+    if joins_cluster(address):
+        shape = capacity.connected_shape()
+    else:
+        shape = preflight.local_capacity(num_cpus, rt.head_resource)
+    if shape is None:
+        return max_concurrent
+    full = preflight.run_bundles(
+        cfg, workers=rt.max_workers, trial_cpus=trial_cpus, head_resource=head
+    )
+    fits = capacity.copies_that_fit(full, shape, max_concurrent) or 1
+    if fits < max_concurrent:
+        print(
+            f"[antray] {fits} trial(s) at a time: each needs "
+            f"{capacity.describe_bundles(full)} and the cluster holds at most {shape.describe()}",
+            file=sys.stderr,
+            flush=True,
+        )
+    return fits
+
+
 def check_metric(cfg: ExperimentConfig, metric: str) -> None:
     """A corruption-suite metric must be one the config's suite reports, and a ``best_``
     metric one that ``optim.select_epoch: best_val`` reports (else Tune would fail at the
@@ -262,9 +293,12 @@ def trial_resources(cfg: ExperimentConfig, trial_cpus: float) -> Any:
     from ray.tune import PlacementGroupFactory
 
     rt = cfg.runtime
+    # On the head (its marker offered), the driver asks for the marker alone: it only
+    # waits on its trial's fit(), and a head without CPUs (the usual autoscaling head)
+    # must still hold it. Elsewhere, a sliver of CPU.
     driver: dict[str, float] = {"CPU": trial_cpus}
     if ray.cluster_resources().get(rt.head_resource, 0) > 0:
-        driver[rt.head_resource] = HEAD_SLIVER
+        driver = {rt.head_resource: HEAD_SLIVER}
     bundles = [driver]
     if cfg.noise.mode == "ant":
         generator = {"CPU": rt.generator_actor_cpus, "GPU": rt.generator_actor_gpus}

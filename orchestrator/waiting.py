@@ -11,6 +11,7 @@ import sys
 import time
 from typing import Any
 
+from orchestrator.capacity import autoscaler_activity
 from orchestrator.errors import UserError
 
 REPORT_EVERY_S = 30.0
@@ -25,7 +26,8 @@ def _offer() -> str:
         return "unknown"
     shown = {k: v for k, v in free.items() if k in ("CPU", "GPU") or not k.startswith("node:")}
     shown = {k: v for k, v in shown.items() if "memory" not in k}
-    return ", ".join(f"{k} {v:g}" for k, v in sorted(shown.items())) or "nothing"
+    offer = ", ".join(f"{k} {v:g}" for k, v in sorted(shown.items())) or "nothing"
+    return offer + autoscaler_activity()
 
 
 def wait_for_refs(

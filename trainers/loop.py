@@ -82,7 +82,7 @@ def train_one_epoch(run: Run, epoch: int) -> EpochResult:
     """One pass over this worker's share of the training split, in the epoch's seeded
     order; a run resumed mid-epoch skips the batches it already trained on."""
     skip = run.resume_at if epoch == run.start_epoch else 0
-    run.order.set_epoch(epoch, start=skip * run.batch_size)
+    run.order.set_epoch(epoch, start=skip)
     tally, meter = EpochTally(), _meter(run, epoch)
     if run.life is not None:
         run.life.begin_epoch()
@@ -187,6 +187,8 @@ def _meter(run: Run, epoch: int) -> ProgressMeter:
 def _summary(run: Run, epoch: int, tally: EpochTally, meter: ProgressMeter) -> dict[str, float]:
     metrics = tally.summary(epoch=epoch, step=run.step, images_per_s=meter.rate())
     metrics["epoch_time_s"] = time.perf_counter() - meter.start  # the step loop only
+    # The data-parallel group's size this epoch ran at (elastic groups change it).
+    metrics["workers"] = float(run.env.world_size)
     steady = meter.steady_rate()
     if steady is not None:
         metrics["steady_images_per_s"] = steady

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sized
 
+import torch
 from torch.utils.data import DistributedSampler
 
 
@@ -38,3 +39,67 @@ class EpochOrder(DistributedSampler):
 
     def __iter__(self) -> Iterator[int]:
         return itertools.islice(super().__iter__(), self.start, None)
+
+
+def worker_shares(global_batch: int, world_size: int) -> list[int]:
+    """Images of one update per rank: equal, or (where ``world_size`` does not divide the
+    batch) the first ``global_batch % world_size`` ranks take one more."""
+    if not 1 <= world_size <= global_batch:
+        raise ValueError(
+            f"a global batch of {global_batch} cannot be split over {world_size} workers"
+        )
+    base, extra = divmod(global_batch, world_size)
+    return [base + (rank < extra) for rank in range(world_size)]
+
+
+class UpdateOrder(DistributedSampler):
+    """The training order of one rank, laid out by classifier update.
+
+    Epoch ``e`` is one seeded permutation of the dataset (``seed + e``, as EpochOrder),
+    cut into updates of ``global_batch`` images (a last partial update is dropped). Rank
+    ``r`` takes a contiguous slice of each update (``worker_shares``). So which images
+    make update ``u`` depends on the seed only, never on how many workers there are: an
+    elastic group that shrinks or grows at a restart trains on the same global batches,
+    the updates per epoch stay ``len(dataset) // global_batch``, and a mid-epoch
+    checkpoint taken at one size resumes at another at exactly the next update. With one
+    worker the order is EpochOrder's.
+
+    A ``DistributedSampler``, so Ray Train's ``prepare_data_loader`` keeps it."""
+
+    def __init__(
+        self, dataset: Sized, *, global_batch: int, num_replicas: int, rank: int, seed: int
+    ) -> None:
+        super().__init__(
+            dataset,  # type: ignore[arg-type]
+            num_replicas=num_replicas,
+            rank=rank,
+            shuffle=True,
+            seed=seed,
+            drop_last=True,
+        )
+        shares = worker_shares(global_batch, num_replicas)
+        self.global_batch = global_batch
+        self.share = shares[rank]
+        self.offset = sum(shares[:rank])
+        # A dataset smaller than one batch (tests, smoke runs) still makes one update,
+        # its positions wrapping around the permutation.
+        self.updates = max(1, len(dataset) // global_batch)
+        self.start = 0
+
+    def set_epoch(self, epoch: int, *, start: int = 0) -> None:
+        """Use epoch ``epoch``'s order, beginning at its ``start``-th update."""
+        super().set_epoch(epoch)
+        self.start = start
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        size = len(self.dataset)  # type: ignore[arg-type]
+        order = torch.randperm(size, generator=generator).tolist()
+        for update in range(self.start, self.updates):
+            first = update * self.global_batch + self.offset
+            for position in range(first, first + self.share):
+                yield order[position % size]
+
+    def __len__(self) -> int:
+        return (self.updates - self.start) * self.share

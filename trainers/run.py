@@ -33,7 +33,7 @@ from trainers.generator_life import GeneratorLife, Schedule
 from trainers.generator_service import GeneratorService, cpu_state
 from trainers.mixing import Shares, split_batch
 from trainers.models import create_model
-from trainers.order import EpochOrder
+from trainers.order import EpochOrder, UpdateOrder, worker_shares
 from trainers.steps import StepFn, StepParts, bare, create_step
 from trainers.validation import SuiteValidation
 from trainers.worker_env import WorkerEnv
@@ -50,7 +50,7 @@ class Run:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loader: DataLoader
-    order: EpochOrder
+    order: UpdateOrder
     batch_size: int  # this worker's share of data.batch_size
     val_loader: DataLoader | None  # rank 0, unless data.val_size is 0
     train_step: StepFn
@@ -72,15 +72,29 @@ class Run:
         return self.average.model if self.average is not None else bare(self.model)
 
 
-def per_worker_batch(batch_size: int, world_size: int) -> int:
-    """``data.batch_size`` is the batch of one classifier update over all workers (the
-    paper: 70); each data-parallel worker takes an equal share."""
-    if batch_size % world_size:
-        raise ValueError(
-            f"data.batch_size={batch_size} must be divisible by the {world_size} workers "
-            "(runtime.num_workers): it is the global batch of one update"
-        )
-    return batch_size // world_size
+def weight_unequal_shares(model: nn.Module, share: int, global_batch: int) -> None:
+    """Make DDP's gradient the mean over the whole global batch when the workers' shares
+    differ by one image (``worker_shares``): each rank's gradient of its own mean loss is
+    weighted by ``share / global_batch`` and the weighted gradients are summed, instead of
+    DDP's plain average. With equal shares the weights are ``1 / world_size`` and DDP's
+    default hook is kept, so nothing changes there."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    if not isinstance(model, DistributedDataParallel):
+        return
+    if global_batch % model.process_group.size() == 0:
+        return
+    model.register_comm_hook(share / global_batch, _weighted_sum_hook)
+
+
+def _weighted_sum_hook(weight: float, bucket):
+    # No annotations on bucket and return: DDP compares them with dist.GradBucket and
+    # Future[Tensor] as objects, and this module's annotations are strings.
+    import torch.distributed as dist
+
+    tensor = bucket.buffer().mul_(weight)
+    reduced = dist.all_reduce(tensor, async_op=True).get_future()
+    return reduced.then(lambda done: done.value()[0])
 
 
 def build_optimizer(cfg: Any, params) -> torch.optim.Optimizer:
@@ -108,7 +122,9 @@ def setup_run(
         channels_last=cfg.runtime.channels_last,
     )
     root = resolve_data_root(data_root or cfg.data.root)
-    batch = per_worker_batch(cfg.data.batch_size, env.world_size)
+    # This worker's share of each update, from the group's size now: an elastic group
+    # restarted at another size recomputes it (trainers/order.py).
+    batch = worker_shares(cfg.data.batch_size, env.world_size)[env.rank]
     train_set = load_split(
         cfg.data.dataset,
         root,
@@ -118,13 +134,18 @@ def setup_run(
         limit=cfg.data.limit_train,
         seed=seed,
     )
-    order = EpochOrder(train_set, num_replicas=env.world_size, rank=env.rank, seed=seed)
+    order = UpdateOrder(
+        train_set,
+        global_batch=cfg.data.batch_size,
+        num_replicas=env.world_size,
+        rank=env.rank,
+        seed=seed,
+    )
     loader = env.prepare_loader(
         DataLoader(
             train_set,
             batch_size=batch,
             sampler=order,
-            drop_last=len(order) >= batch,
             num_workers=cfg.data.loader_workers,
             pin_memory=precision.device.type == "cuda",
         )
@@ -133,6 +154,7 @@ def setup_run(
         cfg.model.name, num_classes=cfg.model.num_classes, weights_path=cfg.model.weights_path
     )
     model = env.prepare_model(precision.model(model))
+    weight_unequal_shares(model, batch, cfg.data.batch_size)
     optimizer = build_optimizer(cfg, model.parameters())
     scheduler = torch.optim.lr_scheduler.StepLR(
         optimizer, step_size=cfg.optim.step_size_epochs, gamma=cfg.optim.gamma

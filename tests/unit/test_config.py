@@ -32,7 +32,19 @@ def test_ant_sin_configs_keep_replay(path):
 def test_imagenet_configs_split_the_papers_batch_of_70():
     for path in (p for p in CONFIGS if p.name.startswith("imagenet_")):
         cfg = load_config(path)
-        assert cfg.data.batch_size == 70 and 70 % cfg.runtime.num_workers == 0, path.name
+        assert cfg.data.batch_size == 70 and 70 % cfg.runtime.max_workers == 0, path.name
+
+
+def test_elastic_range_and_fixed_count_read_alike():
+    fixed, elastic = (
+        load_config(None, ["runtime.num_workers=3"]).runtime,
+        load_config(None, ["runtime.num_workers=[2, 4]"]).runtime,
+    )
+    assert (fixed.worker_range, fixed.elastic) == ((3, 3), False)
+    assert (elastic.worker_range, elastic.elastic) == ((2, 4), True)
+    # A range survives the round trip to the workers (config dict -> YAML -> config).
+    again = load_config(None, ["runtime.num_workers=" + str(list(elastic.num_workers))])
+    assert again.runtime == elastic
 
 
 def test_overrides_apply_and_parse_types():
@@ -56,10 +68,27 @@ BAD = [
     ("shares do not sum to 1", ["noise.shares.clean=0.9"], "noise.shares"),
     ("share out of range", ["noise.shares.clean=1.5"], "noise.shares.clean"),
     (
-        "global batch not divisible by workers",
-        ["data.batch_size=70", "runtime.num_workers=4"],
-        "data.batch_size=70 must be divisible by runtime.num_workers=4",
+        "global batch smaller than the workers",
+        ["data.batch_size=3", "runtime.num_workers=4"],
+        "data.batch_size=3 cannot be split over 4 workers",
     ),
+    (
+        "global batch no size of an elastic range can split",
+        ["data.batch_size=2", "runtime.num_workers=[3, 5]"],
+        "data.batch_size=2 cannot be split over 5 workers (runtime.num_workers=[3, 5])",
+    ),
+    (
+        "elastic range with min > max",
+        ["runtime.num_workers=[4, 2]"],
+        "runtime.num_workers: [min, max] needs min <= max, got [4, 2]",
+    ),
+    (
+        "elastic range with min below 1",
+        ["runtime.num_workers=[0, 2]"],
+        "runtime.num_workers: [min, max] needs min >= 1, got [0, 2]",
+    ),
+    ("elastic range of three", ["runtime.num_workers=[1, 2, 3]"], "expected a number or"),
+    ("zero workers", ["runtime.num_workers=0"], "runtime.num_workers: expected a whole number"),
     (
         "stylized share outside ANT",
         [

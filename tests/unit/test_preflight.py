@@ -190,6 +190,7 @@ class FakeInit:
 
     def __call__(self, **kwargs):
         self.kwargs = kwargs
+        self.gcs_port = os.environ.get("RAY_GCS_SERVER_PORT")  # what Ray would read
 
 
 @pytest.mark.parametrize(
@@ -222,15 +223,20 @@ def test_token_auth_is_left_to_the_cluster(monkeypatch, address, env, joins):
         # ~/.ray/auth_token) itself; antray must not switch authentication off.
         assert "RAY_AUTH_MODE" not in os.environ
         assert "resources" not in fake.kwargs
-        # A cluster's nodes can be drained (spot): Train keeps watching for it.
-        assert "runtime_env" not in fake.kwargs
+        # A cluster's nodes can be drained (spot): Train keeps watching for it. Every
+        # process of the job asks the State API of this cluster, never "the" local Ray.
+        assert fake.kwargs["runtime_env"] == {"env_vars": {"RAY_ADDRESS": "10.0.0.1:6379"}}
     else:
         assert os.environ["RAY_AUTH_MODE"] == "disabled"  # antray's own private instance
         # One machine, nothing to drain: off in this instance's job environment only,
         # so a later run on a cluster from this process keeps Train's watcher.
-        assert fake.kwargs["runtime_env"] == {
-            "env_vars": {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
-        }
+        env_vars = fake.kwargs["runtime_env"]["env_vars"]
+        assert env_vars["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
+        # The job's processes find this instance, not another Ray on the machine.
+        # The job's processes find this instance, not another Ray on the machine: its
+        # GCS port is chosen first, so RAY_ADDRESS can name it before it starts.
+        assert env_vars["RAY_ADDRESS"].rsplit(":", 1)[1] == fake.gcs_port
+        assert "RAY_GCS_SERVER_PORT" not in os.environ
         assert "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER" not in os.environ
         assert fake.kwargs["resources"] == {"antray_head": 1.0}
         # A new instance, never the latest cluster Ray recorded in /tmp/ray.

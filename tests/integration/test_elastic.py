@@ -1,0 +1,137 @@
+"""Elastic data-parallel groups (``runtime.num_workers: [min, max]``) on a simulated
+cluster whose GPU nodes come and go as spot nodes do: a node lost with no replacement
+and the run goes on with fewer workers; a node joins again and the group grows back.
+The global batch, the updates per epoch and the data order stay the same throughout,
+and a mid-epoch checkpoint resumes at its step on the Ray backend.
+
+A ``ray.cluster_utils.Cluster`` (no autoscaler): the test decides when nodes leave and
+join. Fake GPUs: Ray schedules on them, the workers compute on the CPU (gloo)."""
+
+import json
+import threading
+import time
+
+import pytest
+import ray
+
+from orchestrator.config import load_config
+from orchestrator.train import train_from_config
+
+pytestmark = pytest.mark.integration
+MiB = 1024 * 1024
+HEAD_NODE = {"num_cpus": 1, "resources": {"antray_head": 1.0}, "object_store_memory": 100 * MiB}
+GPU_NODE = {"num_cpus": 1, "num_gpus": 1, "object_store_memory": 100 * MiB}
+EPOCHS = 20
+STEPS_PER_EPOCH = 24  # 1536 images, a global batch of 64
+
+ELASTIC_RUN = [
+    "data.limit_train=1536",
+    "data.limit_val=128",
+    "data.val_suite_images=32",
+    "data.batch_size=64",
+    f"optim.epochs={EPOCHS}",
+    "runtime.num_workers=[1, 2]",
+    "runtime.elastic_resize_interval_s=1",
+    "runtime.checkpoint_every_steps=3",
+    "runtime.cpus_per_worker=0.5",
+    "runtime.gpus_per_worker=1",
+    "runtime.dist_backend=gloo",
+    "runtime.device=cpu",
+    "runtime.torch_threads=1",
+    "runtime.log_every_steps=1000",
+]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    assert not ray.is_initialized(), "another module left Ray running"
+    c = Cluster(initialize_head=True, head_node_args=HEAD_NODE)
+    for _ in range(2):
+        c.add_node(**GPU_NODE)
+    c.wait_for_nodes()
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+def alive_train_workers() -> list:
+    from ray.util.state import list_actors
+
+    return [
+        a
+        for a in list_actors(filters=[("class_name", "=", "RayTrainWorker")], limit=1000)
+        if a.state == "ALIVE"
+    ]
+
+
+def wait_for(condition, what: str, thread: threading.Thread, box: dict, timeout: float = 240):
+    deadline = time.time() + timeout
+    while not condition():
+        assert thread.is_alive(), f"the run ended before {what}: {box.get('error')}"
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def epoch_history(run) -> dict[str, list[float]]:
+    """Per-epoch ``workers`` and ``step`` as the run logged them to MLflow so far."""
+    import mlflow
+
+    path = run / "mlflow_run.json"
+    if not path.exists():
+        return {"workers": [], "step": []}
+    record = json.loads(path.read_text())
+    client = mlflow.tracking.MlflowClient(record["uri"])
+    return {
+        key: [
+            p.value
+            for p in sorted(client.get_metric_history(record["run_id"], key), key=lambda p: p.step)
+        ]
+        for key in ("workers", "step")
+    }
+
+
+def test_group_shrinks_on_node_loss_grows_back_and_keeps_every_update(
+    cluster, mnist_root, tmp_path, monkeypatch
+):
+    # A group restarted on a just-lost node's stale resources gives up after 10 s, not
+    # Train's 60, and re-decides its size (Train's resource view refreshes every 20 s).
+    monkeypatch.setenv("RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S", "10")
+    cfg = load_config(
+        "configs/mnist_gnt.yaml", [*ELASTIC_RUN, f"runtime.storage={tmp_path / 'shared'}"]
+    )
+    run = tmp_path / "run"
+    box: dict = {}
+
+    def target():
+        try:
+            box["metrics"] = train_from_config(
+                cfg, run, data_root=str(mnist_root), address=cluster.address
+            )
+        except BaseException as exc:  # surfaced below
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    wait_for(lambda: len(epoch_history(run)["workers"]) >= 1, "a first epoch", thread, box)
+    assert epoch_history(run)["workers"][0] == 2.0, "both GPU nodes in use at first"
+    doomed = alive_train_workers()[-1].node_id
+    cluster.remove_node(next(n for n in cluster.worker_nodes if n.node_id == doomed))
+    wait_for(
+        lambda: 1.0 in epoch_history(run)["workers"],
+        "an epoch with the one worker left",
+        thread,
+        box,
+    )
+    cluster.add_node(**GPU_NODE)  # a spot node joins again
+    thread.join(timeout=400)
+    assert not thread.is_alive(), "the run did not finish"
+    assert "error" not in box, box.get("error")
+    m = box["metrics"]
+    # Every update of every epoch ran exactly once, across the group's three sizes
+    # (mid-epoch checkpoints every 3 steps: the restarts resumed where they stopped).
+    assert m["epoch"] == EPOCHS and m["step"] == EPOCHS * STEPS_PER_EPOCH
+    history = epoch_history(run)
+    assert history["workers"][-1] == 2.0, f"the group grew back: {history['workers']}"
+    assert history["step"][-1] == EPOCHS * STEPS_PER_EPOCH, history
