@@ -89,7 +89,7 @@ def ensure_ray(
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             # One machine: no node of it can be drained or preempted, so Train V2's
             # preemption watcher (an actor polling the drain state every 5 s, ~0.6 % of a
-            # core in benchmarks/ray_background_cpu.py) has nothing to watch. Set in this
+            # core by experiments/mnist/ray_background_cpu.py) has nothing to watch. Set in this
             # instance's job environment, not in os.environ: Train copies the driver's
             # os.environ to every later run, which may be on a cluster. A value the user
             # set is left to Train.
