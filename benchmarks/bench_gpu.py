@@ -38,7 +38,7 @@ from trainers.models import create_model
 from trainers.steps import StepParts, create_step
 
 MODES = ("vanilla", "gnt", "ant1x1", "ant3x3")
-# The paper's ImageNet settings (SPEC.md): SGD lr 1e-3 momentum 0.9, GNT sigma 0.5,
+# The paper's ImageNet settings (docs/METHOD.md): SGD lr 1e-3 momentum 0.9, GNT sigma 0.5,
 # ANT epsilon 135 at 224x224x3 with 50 / 30 / 20 % clean / current / replay.
 GNT_SIGMA = 0.5
 IMAGENET_EPSILON = 135.0
@@ -70,7 +70,7 @@ class Row:
 
 
 def _epsilon(image_size: int) -> float:
-    # Keep ImageNet's per-coordinate size at other image sizes (SPEC.md).
+    # Keep ImageNet's per-coordinate size at other image sizes (docs/METHOD.md).
     return IMAGENET_EPSILON * (image_size / 224)
 
 

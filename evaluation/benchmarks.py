@@ -1,4 +1,5 @@
-"""Corruption benchmark files on disk: MNIST-C, CIFAR-10-C and ImageNet-C (SPEC.md "Evaluations").
+"""Corruption benchmark files on disk: MNIST-C, CIFAR-10-C and ImageNet-C (docs/METHOD.md,
+"Evaluation").
 
 Every loader yields batches ``(x, y)``: ``x`` float32 NCHW in [0, 1], ``y`` int64 labels, one
 loader per (corruption, severity). Missing, truncated or misshapen files raise

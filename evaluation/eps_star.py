@@ -2,8 +2,9 @@
 
 For an image ``x`` (pixel space [0, 1]) with label ``y`` and a direction ``d``, the perturbed
 image at l2 size ``e`` is ``clip(x + eta(e) * d, 0, 1)`` with ``eta(e)`` from the
-clipping-aware rescaling, so every size is measured after clipping, exactly (SPEC.md, "Exact
-l2 size with clipping"). The largest reachable size is ``E_max = ||saturated(x, d) - x||_2``.
+clipping-aware rescaling, so every size is measured after clipping, exactly (docs/METHOD.md,
+"The exact clipping-aware l2 rescaling"). The largest reachable size is
+``E_max = ||saturated(x, d) - x||_2``.
 Per image, eps is the size at which the prediction first differs from ``y`` on the way out
 along the ray: 0 for an image misclassified clean, ``+inf`` for one that never flips.
 
@@ -30,9 +31,9 @@ from the reference, and why: sizes are exact clipped sizes and the grid is relat
 image's ``E_max`` (so the scan covers every image's whole ray; the reference's eta grid stops
 at ``1.8**10`` unclipped); a relative tolerance and a forward budget replace the 40 fixed
 steps (defaults: factor 2 from ``E_max / 64``, ``rel_tol`` 5e-3, at most 20 forwards per
-image, about 12-16 on average); a never-flipped image is ``+inf`` (SPEC.md) rather than the
-coordinate count. Both lie above every flipped image, and the median is the lower median
-(``torch.median``, as the reference takes it), so eps* is the same as the reference's
+image, about 12-16 on average); a never-flipped image is ``+inf`` (the paper's definition)
+rather than the coordinate count. Both lie above every flipped image, and the median is the
+lower median (``torch.median``, as the reference takes it), so eps* is the same as the reference's
 whenever it is finite, and ``+inf`` exactly when more than half of the images never flip.
 ``EpsStarResult.never_flipped`` counts them.
 """

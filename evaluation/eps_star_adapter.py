@@ -52,7 +52,7 @@ def check_epsilon_reachable(
 ) -> dict[str, float | int]:
     """How often ``epsilon`` is out of reach on ``images``; ``EvalInputError`` if too often.
 
-    A fresh generator starts out as (almost) its Gaussian input z (SPEC.md), so the check
+    A fresh generator starts out as (almost) its Gaussian input z (docs/METHOD.md), so the check
     draws Gaussian directions: on an image where ``epsilon`` is at least the largest
     reachable size ``||saturated(x, d) - x||``, the rescaled noise is the saturated image
     and carries no gradient. At ``UNREACHABLE_SHARE`` of the images or more the generator

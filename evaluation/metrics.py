@@ -1,4 +1,5 @@
-"""Accuracy, corruption error (CE) and mCE (Hendrycks & Dietterich 2019; SPEC.md "Evaluations").
+"""Accuracy, corruption error (CE) and mCE (Hendrycks & Dietterich 2019; docs/METHOD.md,
+"Evaluation").
 
 Units: accuracies and errors are fractions in [0, 1]; CE is a ratio (1.0 = as bad as AlexNet);
 mCE is in percent, as the paper reports it (e.g. 76.7 for a vanilla ResNet50).
@@ -14,7 +15,8 @@ import torch
 
 from evaluation.benchmarks import CATEGORY_OF, IMAGENET_C_CORRUPTIONS
 
-# AlexNet top-1 error on ImageNet-C per corruption, averaged over the 5 severities (SPEC.md).
+# AlexNet top-1 error on ImageNet-C per corruption, averaged over the 5 severities (the
+# paper's mCE baseline).
 ALEXNET_ERRORS: dict[str, float] = {
     "gaussian_noise": 0.886428,
     "shot_noise": 0.894468,
@@ -68,7 +70,7 @@ def _alexnet_error(corruption: str) -> float:
 def corruption_error(errors_by_severity: Mapping[int, float], corruption: str) -> float:
     """CE_c = sum_s err_s / sum_s AlexNet_err_s, as a ratio.
 
-    SPEC.md only gives AlexNet's error averaged over the 5 severities, so the AlexNet sum over
+    AlexNet's error is known here only averaged over the 5 severities, so the AlexNet sum over
     all 5 severities is exactly 5 * that average. Over a subset of severities we use
     ``len(subset) * average``, an approximation (AlexNet's error grows with severity).
     """

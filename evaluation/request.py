@@ -54,7 +54,7 @@ ATTACKS: tuple[str, ...] = ("pgd", "ddn")
 
 # PGD epsilons in [0, 1] pixel units, per benchmark. MNIST: the usual l2 / linf radii of
 # the MNIST robustness literature (Madry et al.: linf 0.3). CIFAR-10: the usual l2 0.25 / 0.5
-# and linf 2/255, 8/255. ImageNet: the paper's Table 4 (l2 0.12, linf 0.001; SPEC.md).
+# and linf 2/255, 8/255. ImageNet: the paper's Table 4 (l2 0.12, linf 0.001).
 DEFAULT_PGD_EPSILONS: dict[str, dict[str, tuple[float, ...]]] = {
     "mnist-c": {"l2": (0.5, 1.0, 2.0), "linf": (0.1, 0.2, 0.3)},
     "cifar10-c": {"l2": (0.25, 0.5), "linf": (2 / 255, 8 / 255)},
@@ -64,7 +64,7 @@ DEFAULT_PGD_EPSILONS: dict[str, dict[str, tuple[float, ...]]] = {
 
 def default_eps_star_epsilon(dataset: str) -> float:
     """The paper's generator size (135 at 224x224x3) at the dataset's image size, keeping
-    the per-coordinate size (SPEC.md, "Exact l2 size with clipping")."""
+    the per-coordinate size (docs/METHOD.md, "Images and sizes")."""
     return convert_epsilon(
         IMAGENET_EPSILON,
         from_coordinates=IMAGENET_NUM_COORDINATES,

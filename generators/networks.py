@@ -1,4 +1,4 @@
-"""Noise generators g_phi: z ~ N(0, I) -> delta, image-content independent (SPEC.md).
+"""Noise generators g_phi: z ~ N(0, I) -> delta, image-content independent (docs/METHOD.md).
 
 1x1: four 1x1 convolutions C -> 20 -> 20 -> 20 -> C, ReLU after the first three, plus
 a residual from z, so the noise is i.i.d. per pixel but its distribution is learned.

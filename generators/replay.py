@@ -1,4 +1,4 @@
-"""Experience replay: a bounded store of generator snapshots (SPEC.md).
+"""Experience replay: a bounded store of generator snapshots (docs/METHOD.md, "Experience replay").
 
 A plain class so it is unit-testable without Ray; the Ray actor in orchestrator/
 wraps it with ``put=ray.put`` so snapshots live in the object store, owned by the

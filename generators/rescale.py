@@ -20,7 +20,7 @@ import math
 
 import torch
 
-# ImageNet reference: epsilon = 135 at 224x224x3 (SPEC.md); the per-coordinate
+# The paper's ImageNet size: epsilon = 135 at 224x224x3; the per-coordinate
 # scale epsilon / sqrt(N) is what carries over to other image sizes.
 IMAGENET_EPSILON = 135.0
 IMAGENET_NUM_COORDINATES = 3 * 224 * 224

@@ -1,4 +1,4 @@
-"""Fixed training-noise samplers: Gaussian (GNT) and Speckle (SPEC.md).
+"""Fixed training-noise samplers: Gaussian (GNT) and Speckle (docs/METHOD.md).
 
 These are the *training* noises. Test corruptions live in ``evaluation/`` and are
 never used for training unless a config says so (AugMix's separation).

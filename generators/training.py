@@ -1,7 +1,7 @@
 """Training a noise generator against a classifier: one step, or from scratch.
 
 The generator maximises the classifier's cross-entropy on ``clip(x + delta)`` with
-``||delta||_2 = epsilon`` (loss = -CE), the classifier frozen in eval mode (SPEC.md).
+``||delta||_2 = epsilon`` (loss = -CE), the classifier frozen in eval mode (docs/METHOD.md).
 """
 
 from __future__ import annotations

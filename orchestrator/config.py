@@ -2,7 +2,7 @@
 
 Unknown keys and wrong types are errors that name the key and the file; ``--set
 a.b=value`` overrides any leaf. Defaults reproduce the paper's reference settings
-where the paper gives one (SPEC.md); MNIST-specific values live in configs/*.yaml.
+where the paper gives one (docs/METHOD.md); MNIST-specific values live in configs/*.yaml.
 """
 
 from __future__ import annotations

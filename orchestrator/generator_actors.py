@@ -2,9 +2,9 @@
 
 ``GeneratorTrainer`` trains a fresh generator from scratch against the classifier
 weights rank 0 publishes (an ObjectRef); ``ReplayStoreActor`` owns the generator
-snapshots in the object store (it calls ``ray.put`` itself, so the refs outlive
-whoever produced them; RAY_NOTES.md section 8). Both are plain classes, wrapped with
-``ray.remote`` where they are launched. ``RayGeneratorService`` is the worker side:
+snapshots in the object store (it calls ``ray.put`` itself: the process that puts an
+object owns it, so the refs outlive whoever produced them). Both are plain classes,
+wrapped with ``ray.remote`` where they are launched. ``RayGeneratorService`` is the worker side:
 it implements trainers' ``GeneratorService`` and never blocks a step: every remote
 result is polled with ``ray.wait(timeout=0)`` and every call that can hang has a
 deadline.
@@ -127,8 +127,9 @@ def actor_device() -> torch.device:
 
 
 class GeneratorTrainer:
-    """Trains fresh generators against published classifier weights (SPEC: Adam 5e-4,
-    1000 iterations), on its own resources and its own copy of the training split."""
+    """Trains fresh generators against published classifier weights (Adam 5e-4, 1000
+    iterations: docs/METHOD.md, "Restarts"), on its own resources and its own copy of the
+    training split."""
 
     def __init__(self, config: dict[str, Any], data_root: str | None, threads: int = 0) -> None:
         if threads:

@@ -1,8 +1,8 @@
 """``antray tune``: Ray Tune over GNT's sigma or ANT's epsilon, where every trial is a
-full orchestrated training (TorchTrainer + generator actors), as in RAY_NOTES.md section 4:
-a plain function trainable builds one TorchTrainer per trial and reports through
-``TuneReportCallback``; ASHA stops weak trials after their first epochs (``--scheduler
-fifo``: every trial trains all its epochs)."""
+full orchestrated training (TorchTrainer + generator actors), the Train V2 way (Train V2
+refuses ``Tuner(TorchTrainer(...))``): a plain function trainable builds one TorchTrainer
+per trial and reports through ``TuneReportCallback``; ASHA stops weak trials after their
+first epochs (``--scheduler fifo``: every trial trains all its epochs)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ epoch).
 
 The average is what validation measures and what a checkpoint serves to ``antray eval``;
 training, the generator step and the generator restarts keep using the live weights, so
-the algorithm of SPEC.md runs unchanged and a run with the average on trains exactly the
+the algorithm of docs/METHOD.md runs unchanged and a run with the average on trains exactly the
 same weights as one without it. It only changes which weights are read at the end: the
 last ones, or a smoothed version of the last ~1 / (1 - decay) steps.
 

@@ -1,4 +1,4 @@
-"""The per-worker training loop: reads like the algorithm in SPEC.md.
+"""The per-worker training loop: reads like the algorithm in docs/METHOD.md.
 
     for each epoch:
         for each batch:

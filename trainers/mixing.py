@@ -1,5 +1,5 @@
 """Batch composition: how many images of each batch are clean, noised by the current
-generator, noised by replayed generators, or stylized (SPEC.md).
+generator, noised by replayed generators, or stylized (docs/METHOD.md).
 
 Counts are exact integers for any batch size (largest-remainder rounding), so the
 mix of a batch of 7 is as close to 50/30/20 as integers allow and always sums to 7.

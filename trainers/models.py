@@ -1,5 +1,5 @@
 """Classifier registry. Every model takes images in [0, 1] and normalises inside,
-so noise, clipping and l2 sizes are all measured in pixel space (SPEC.md)."""
+so noise, clipping and l2 sizes are all measured in pixel space (docs/METHOD.md)."""
 
 from __future__ import annotations
 

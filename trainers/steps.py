@@ -1,4 +1,4 @@
-"""One training step per mode, as plain PyTorch functions (SPEC.md).
+"""One training step per mode, as plain PyTorch functions (docs/METHOD.md).
 
 vanilla: a classifier step on clean images.
 gnt / speckle: 50 % of the batch stays clean, the rest gets the fixed noise.

@@ -5,7 +5,7 @@
 - ANT's epsilon: searched as a per-coordinate size (epsilon / sqrt(N)) and converted to
   the l2 size of the dataset's images, so one range serves MNIST, CIFAR-10 and ImageNet
   (ImageNet's 135 is 0.348 per coordinate). On MNIST clipping saturates noise near 19.8
-  (SPEC.md), so the default upper end (0.6 per coordinate = 16.8 at 28x28) stays below it.
+  (docs/METHOD.md), so the default upper end (0.6 per coordinate = 16.8 at 28x28) stays below it.
 - ANT's restart iterations: how long each restarted generator trains from scratch against
   the current classifier (the reference: 1000 Adam steps), i.e. how strong the noise is
   that each restart brings; searched log-uniformly over whole numbers, 50 to 2000.

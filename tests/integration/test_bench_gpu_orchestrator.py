@@ -1,14 +1,14 @@
 """bench_gpu's orchestrator rows on CPU: each mode through `antray train`, local then Ray."""
 
 import pytest
-from benchmark_script import load_benchmark
+
+from benchmarks import bench_gpu
 
 pytestmark = pytest.mark.integration
 
 
 def test_tiny_orchestrator_rows_local_and_ray(ray_local, capsys):
-    bench = load_benchmark("bench_gpu")
-    rows = bench.main(
+    rows = bench_gpu.main(
         ["--tiny", "--device", "cpu", "--modes", "vanilla,ant1x1", "--model", "resnet18"]
     )
     orchestrated = [(r.runner, r.mode) for r in rows if r.runner != "bare"]

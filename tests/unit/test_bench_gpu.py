@@ -3,17 +3,13 @@
 import json
 
 import pytest
-from benchmark_script import load_benchmark
 
-
-def load_bench():
-    return load_benchmark("bench_gpu")
+from benchmarks import bench_gpu
 
 
 def test_tiny_cpu_bare_loop_measures_each_mode(tmp_path, capsys):
-    bench = load_bench()
     out = tmp_path / "rows.json"
-    rows = bench.main(
+    rows = bench_gpu.main(
         ["--tiny", "--device", "cpu", "--orchestrator", "off", "--modes", "vanilla,gnt,ant3x3",
          "--model", "resnet18", "--json", str(out)]
     )  # fmt: skip
@@ -28,24 +24,21 @@ def test_tiny_cpu_bare_loop_measures_each_mode(tmp_path, capsys):
 
 
 def test_overrides_match_the_bare_loop_settings():
-    bench = load_bench()
-    setting = bench.Setting("resnet50", 224, 1000, 70, 10, 2)
-    sets = bench.orchestrator_overrides("ant3x3", setting, "bf16", True, workers=2)
+    setting = bench_gpu.Setting("resnet50", 224, 1000, 70, 10, 2)
+    sets = bench_gpu.orchestrator_overrides("ant3x3", setting, "bf16", True, workers=2)
     assert "ant.generator=3x3" in sets and "ant.epsilon=135.0" in sets
     assert "data.batch_size=70" in sets and "data.limit_train=840" in sets
     assert "runtime.amp=true" in sets and "noise.shares.replay=0.2" in sets
 
 
 def test_bad_mode_is_a_usage_error():
-    bench = load_bench()
     with pytest.raises(SystemExit) as exc:
-        bench.parse_args(["--modes", "vanilla,nope"])
+        bench_gpu.parse_args(["--modes", "vanilla,nope"])
     assert exc.value.code == 2
 
 
 def test_profile_prints_the_step_operators(capsys):
-    bench = load_bench()
-    bench.main(
+    bench_gpu.main(
         ["--tiny", "--device", "cpu", "--orchestrator", "off", "--modes", "ant1x1",
          "--model", "resnet18", "--profile", "ant1x1"]
     )  # fmt: skip

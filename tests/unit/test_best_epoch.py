@@ -6,14 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from benchmark_script import load_benchmark
 from test_loop_fidelity import FakeEnv, tiny
 from torch import nn
 
 from evaluation.model_loading import load_checkpoint_model, served_epoch, served_weights
 from orchestrator.cli import main
 from trainers.best_epoch import BestEpoch, selection_metric
-from trainers.checkpoint_format import BEST_VAL_KEY, load_state, save_state
+from trainers.checkpoint_format import BEST_VAL_KEY, load_state
 from trainers.loop import run_worker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -161,39 +160,3 @@ def test_tune_ranks_best_val_trials_by_the_epoch_they_serve():
     last = load_config(REPO / "configs/mnist_ant1x1.yaml", ["optim.select_epoch=last"])
     with pytest.raises(UserError, match="optim.select_epoch"):
         check_metric(last, "best_val_corruption_acc")
-
-
-class EveryEpochKept(Recording):
-    """Saves each end-of-epoch checkpoint in its own directory, as Ray Train does with
-    ``runtime.checkpoints_to_keep`` >= the epochs."""
-
-    def report(self, metrics, state):
-        super().report(metrics, state)
-        if state is not None:
-            save_state(state, self.run_dir / "ray" / "train" / f"checkpoint_{len(self.epochs)}")
-
-
-def test_the_script_picks_the_epoch_best_val_serves_from_kept_checkpoints(tmp_path, capsys):
-    """A run with ``select_epoch: last`` and every checkpoint kept: the script's choice is
-    the epoch a ``best_val`` run of the same training serves."""
-    env = EveryEpochKept(tmp_path / "last")
-    run_worker(tiny("noise.mode=vanilla", "optim.epochs=4"), env)
-    run_worker(
-        tiny("noise.mode=vanilla", "optim.epochs=4", "optim.select_epoch=best_val"),
-        FakeEnv(tmp_path / "best"),
-    )
-    served = load_state(tmp_path / "best" / "checkpoint")[BEST_VAL_KEY]["epoch"]
-    capsys.readouterr()
-    assert load_benchmark("best_val_epoch").main([str(tmp_path / "last")]) == 0
-    out = capsys.readouterr().out
-    assert "4 of its 4 epochs kept" in out
-    assert f"epoch {served + 1}: " in out.split("<- best_val")[0].splitlines()[-1]
-    chosen = Path(out.strip().splitlines()[-1].split("chosen: ")[1])
-    assert chosen == tmp_path / "last" / "ray" / "train" / f"checkpoint_{served + 1}"
-    assert load_state(chosen)["epoch"] == served
-
-
-def test_the_script_refuses_a_directory_without_checkpoints(tmp_path, capsys):
-    assert load_benchmark("best_val_epoch").main([str(tmp_path)]) == 2
-    captured = capsys.readouterr()
-    assert captured.out == "" and captured.err.count("\n") == 1

@@ -41,7 +41,7 @@ def test_unreachable_epsilon_gives_no_gradient_and_is_refused() -> None:
 def test_paper_equivalent_epsilon_is_reachable_on_mnist_like_images() -> None:
     summary = check_epsilon_reachable(mnist_like(), default_eps_star_epsilon("mnist"), seed=0)
     assert summary["unreachable_share"] == 0.0 and summary["checked_images"] == 64
-    assert 18 < summary["median_max_size"] < 21  # SPEC.md: about 19.8 on MNIST
+    assert 18 < summary["median_max_size"] < 21  # about 19.8 on MNIST (docs/METHOD.md)
 
 
 def test_a_few_unreachable_images_are_reported_not_refused() -> None:

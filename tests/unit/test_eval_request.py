@@ -15,7 +15,7 @@ def test_defaults_per_benchmark() -> None:
     assert (mnist.split, mnist.clean_dataset, mnist.val_size, mnist.split_seed) == (
         "test", "mnist", 5000, 0,
     )  # fmt: skip
-    # The paper's 135 at 224x224x3, at the same per-coordinate size (SPEC.md).
+    # The paper's 135 at 224x224x3, at the same per-coordinate size (docs/METHOD.md).
     assert mnist.eps_star_epsilon == pytest.approx(135 * math.sqrt(784 / 150528))
     assert mnist.eps_star_epsilon == pytest.approx(9.743, abs=1e-3)
     cifar = EvalRequest.build(benchmark="cifar10-c")

@@ -1,7 +1,8 @@
 """The package layering the project keeps (README, "Layout"): generators <- trainers <-
 orchestrator, evaluation reads only the generators and trainers' models, datasets and
-checkpoint format, and only orchestrator/ starts Ray. Checked on the source's imports, so a
-new import that bends the direction fails here rather than in a review."""
+checkpoint format, only orchestrator/ starts Ray, and the product never imports the
+benchmarks or the experiments built on it. Checked on the source's imports, so a new import
+that bends the direction fails here rather than in a review."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGES = ("generators", "trainers", "orchestrator", "evaluation", "tune_spaces")
+# Built on the product, never imported by it (no package's ALLOWED names them).
+BUILT_ON = ("benchmarks", "experiments")
 
 # What each package may import from the project's other packages (a package may always
 # import itself). An entry "pkg" allows every module of it; "pkg.mod" only that module.
@@ -34,7 +37,7 @@ def project_imports(path: Path) -> list[tuple[int, str]]:
             names = [node.module]
         else:
             continue
-        found += [(node.lineno, n) for n in names if n.split(".")[0] in PACKAGES]
+        found += [(node.lineno, n) for n in names if n.split(".")[0] in PACKAGES + BUILT_ON]
     return found
 
 
@@ -86,9 +89,14 @@ def test_only_the_orchestrator_starts_ray() -> None:
 def test_the_checks_see_a_violation(tmp_path: Path) -> None:
     """The rules are not vacuous: the import a reviewer would object to is caught."""
     source = tmp_path / "bad.py"
-    source.write_text("from trainers.loop import run_worker\nimport ray\nray.init()\n")
-    assert project_imports(source) == [(1, "trainers.loop")]
+    source.write_text(
+        "from trainers.loop import run_worker\nimport ray\nray.init()\n"
+        "from experiments.mnist import mnist_results\n"
+    )
+    assert project_imports(source) == [(1, "trainers.loop"), (4, "experiments.mnist")]
     assert not allowed("evaluation", "trainers.loop")
+    assert not allowed("orchestrator", "experiments.mnist")
+    assert not allowed("trainers", "benchmarks.bench_modes")
     assert not allowed("generators", "trainers.models")
     assert allowed("evaluation", "trainers.models")
     assert calls_ray_init(source)

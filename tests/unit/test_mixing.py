@@ -1,4 +1,4 @@
-"""Mixer counts match SPEC.md shares for every batch size 1..257."""
+"""Mixer counts match the paper's shares for every batch size 1..257."""
 
 import pytest
 

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-from benchmark_script import load_benchmark
 
+from benchmarks.profile_ant_step import gflop
 from trainers.models import create_model
 
 # Madry CNN multiply-adds per 28x28 digit: conv 5x5 1->32 at 28x28, conv 5x5 32->64 at
@@ -12,7 +12,6 @@ MADRY_MACS = 28 * 28 * 32 * 25 + 14 * 14 * 64 * 32 * 25 + 7 * 7 * 64 * 1024 + 10
 
 
 def test_gflop_counts_the_classifier_forward_and_its_input_gradient():
-    gflop = load_benchmark("profile_ant_step").gflop
     model = create_model("madry_cnn").eval()
     x = torch.rand(4, 1, 28, 28)
     assert gflop(lambda: model(x)) * 1e9 == pytest.approx(2 * MADRY_MACS * 4, rel=1e-12)

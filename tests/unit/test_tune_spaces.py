@@ -13,7 +13,7 @@ def test_epsilon_bounds_scale_with_image_size():
     mnist = space_bounds(SPACES["ant_epsilon"], num_coordinates=784)
     imagenet = space_bounds(SPACES["ant_epsilon"], num_coordinates=3 * 224 * 224)
     assert mnist == pytest.approx((0.05 * 28, 0.6 * 28))
-    assert mnist[1] < 19.8  # below MNIST's saturation size (SPEC.md)
+    assert mnist[1] < 19.8  # below MNIST's saturation size (docs/METHOD.md)
     assert imagenet[0] < 135 < imagenet[1]  # the paper's ImageNet epsilon is inside
     assert space_bounds(SPACES["gnt_sigma"], num_coordinates=784)[0] < 0.5
 

@@ -1,17 +1,12 @@
-"""benchmarks/paired_seeds.py on result files written here (no model, no data)."""
+"""experiments/mnist/paired_seeds.py on result files written here (no model, no data)."""
 
 import json
 import math
 from pathlib import Path
 
 import pytest
-from benchmark_script import BENCHMARKS, load_benchmark
 
-
-@pytest.fixture(autouse=True)
-def _benchmarks_on_path(monkeypatch):
-    # paired_seeds imports per_corruption_seeds beside it, as when run by path
-    monkeypatch.syspath_prepend(str(BENCHMARKS))
+from experiments.mnist import paired_seeds as script
 
 
 def write_result(out: Path, mean: float, clean: float, adversarial: float | None = None) -> Path:
@@ -24,7 +19,6 @@ def write_result(out: Path, mean: float, clean: float, adversarial: float | None
 
 
 def test_sign_flip_p_is_exact():
-    script = load_benchmark("paired_seeds")
     # All four differences positive: only the all-plus and all-minus assignments reach |sum| 10.
     assert script.sign_flip_p([1.0, 2.0, 3.0, 4.0]) == pytest.approx(2 / 16)
     # 1, -1: sums 0, +-2 -> |sum| >= 0 always.
@@ -35,7 +29,6 @@ def test_sign_flip_p_is_exact():
 
 
 def test_paired_summary_matches_the_t_interval():
-    script = load_benchmark("paired_seeds")
     s = script.paired_summary([1.0, 2.0, 3.0])
     # mean 2, sd 1, t(0.975, 2) = 4.302653: half-width 4.302653 / sqrt(3) = 2.484138
     assert s["mean"] == pytest.approx(2.0) and s["sd"] == pytest.approx(1.0)
@@ -44,7 +37,6 @@ def test_paired_summary_matches_the_t_interval():
 
 
 def test_table_pairs_by_position_and_leaves_out_missing_metrics(tmp_path, capsys):
-    script = load_benchmark("paired_seeds")
     a = [
         write_result(tmp_path / f"a{i}", m, 0.99, eps)
         for i, (m, eps) in enumerate([(0.92, 15.0), (0.90, 14.0)])
@@ -64,7 +56,6 @@ def test_table_pairs_by_position_and_leaves_out_missing_metrics(tmp_path, capsys
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
-    script = load_benchmark("paired_seeds")
     one = write_result(tmp_path / "one", 0.9, 0.99)
     two = write_result(tmp_path / "two", 0.9, 0.99)
     assert script.main(["--model", f"A={one},{two}"]) == 2  # only one model

@@ -6,9 +6,8 @@ import math
 from pathlib import Path
 
 import pytest
-from benchmark_script import load_benchmark
 
-mr = load_benchmark("mnist_results")
+from experiments.mnist import mnist_results as mr
 
 
 def _rows(**acc: list[float]) -> dict:

@@ -1,4 +1,4 @@
-"""benchmarks/mnist_curves.py: per-epoch validation curves of tune runs, best epoch named."""
+"""experiments/mnist/mnist_curves.py: per-epoch validation curves of tune runs, best epoch named."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from benchmark_script import load_benchmark
 
-mc = load_benchmark("mnist_curves")
+from experiments.mnist import mnist_curves as mc
 
 
 def _tune_dir(root: Path, curves: dict[float, list[float]]) -> Path:

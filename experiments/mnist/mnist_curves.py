@@ -4,8 +4,8 @@ Reads each trial's ``progress.csv`` (Tune writes one per trial under ``<out>/tun
 prints, per trial, the reported metric after every epoch (default ``val_corruption_acc``,
 the generated corruption suite on the validation split) with the restarts adopted so far::
 
-    PYTHONPATH=. python benchmarks/mnist_curves.py runs/suite_val/ant1x1_eps8_10 \\
-        runs/suite_val/gnt04 --plot docs/results/suite_val/val_corruption_vs_epoch.png
+    python -m experiments.mnist.mnist_curves runs/suite_val/ant1x1_eps8_10 \\
+        runs/suite_val/gnt04 --plot experiments/mnist/figures/suite_val/val_corruption_vs_epoch.png
 
 ``--metric`` may be given more than once (e.g. ``val_corruption_acc`` and
 ``live_val_corruption_acc`` for a run with ``optim.ema_decay``): one table per metric, and

@@ -1,16 +1,13 @@
-"""benchmarks/generator_noise.py on a tiny ANT run (synthetic digits, one process, no Ray)."""
+"""experiments/mnist/generator_noise.py on a tiny ANT run (synthetic digits, one process, no
+Ray)."""
 
 import pytest
-from benchmark_script import load_benchmark
-from test_loop_fidelity import FakeEnv, tiny
 
-from orchestrator.local_runner import inline_service
-from trainers.loop import run_worker
+from experiments.mnist import generator_noise as script
 
 
-def test_reports_every_generator_of_a_run(tmp_path, capsys):
-    run_worker(tiny("optim.epochs=2"), FakeEnv(tmp_path), make_service=inline_service)
-    script = load_benchmark("generator_noise")
+def test_reports_every_generator_of_a_run(tmp_path, capsys, train_tiny):
+    train_tiny(tmp_path, "optim.epochs=2")
     script.main([str(tmp_path), "--limit", "32", "--threads", "1"])
     out = capsys.readouterr().out
     assert "epsilon 6, 32 validation digits" in out
@@ -26,10 +23,9 @@ def test_reports_every_generator_of_a_run(tmp_path, capsys):
     assert "of the digits at or below epsilon" in out
 
 
-def test_a_run_without_generator_is_one_line_and_exit_2(tmp_path, capsys):
-    run_worker(tiny("noise.mode=gnt"), FakeEnv(tmp_path), make_service=inline_service)
+def test_a_run_without_generator_is_one_line_and_exit_2(tmp_path, capsys, train_tiny):
+    train_tiny(tmp_path, "noise.mode=gnt")
     capsys.readouterr()  # the training's own log
-    script = load_benchmark("generator_noise")
     with pytest.raises(SystemExit) as exit_info:
         script.main([str(tmp_path), "--limit", "8", "--threads", "1"])
     assert exit_info.value.code == 2

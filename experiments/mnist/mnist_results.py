@@ -1,8 +1,8 @@
 """MNIST campaign: train every mode, choose sigma and epsilon on validation, test once.
 
-    ANTRAY_DATA_ROOT=/work/shared/data .venv/bin/python benchmarks/mnist_results.py \
+    ANTRAY_DATA_ROOT=../shared/data python -m experiments.mnist.mnist_results \
         --out runs/mnist_campaign            # the full campaign (issue 15)
-    ... benchmarks/mnist_results.py --quick  # the reduced campaign docs/RESULTS.md reports
+    ... python -m experiments.mnist.mnist_results --quick  # the reduced campaign (NOTEBOOK.md)
 
 Steps, each an ``antray`` command run as a subprocess, logged with its wall time to
 ``<out>/commands.jsonl`` and skipped when its output already exists (a stopped campaign
@@ -19,8 +19,9 @@ resumes where it stopped):
 3. ``antray eval --split test`` once for the chosen models (vanilla, best GNT, Speckle, best
    ANT 1x1, ANT 3x3), each as soon as it is chosen: MNIST-C mean and per corruption, clean
    accuracy, eps* (Gaussian, uniform, adversarial) and PGD;
-4. ``--doc`` (default docs/RESULTS.md): tables, plots under ``--plots``, the commands, their
-   wall times, the commit and the MLflow run ids, and which of the issue's targets were met.
+4. ``--doc`` (default ``<out>/RESULTS.md``): tables, plots under ``--plots`` (default
+   ``<out>/plots``), the commands, their wall times, the commit and the MLflow run ids, and
+   which of the issue's targets were met.
 
 Models see only clean images and the paper's noise; the test images are read only in step 3.
 ``--deadline HH:MM`` (UTC): no step starts after it; ``--hard-stop HH:MM``: the running step
@@ -47,7 +48,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository root
 ANTRAY = [sys.executable, "-m", "orchestrator.cli"]
 CHOSEN = ["vanilla", "gnt", "speckle", "ant1x1", "ant3x3"]
 # The issue's targets (issue 15): MNIST-C mean over the 15 and clean accuracy for ANT.
@@ -499,7 +500,7 @@ def campaign_caveat(sizes: Sizes) -> str:
 
 
 def render(state: dict[str, Any], args: argparse.Namespace, sizes: Sizes, pngs: list[Path]) -> str:
-    """docs/RESULTS.md from the campaign's state: only what ran appears."""
+    """The campaign's report (``--doc``) from its state: only what ran appears."""
     doc = Path(args.doc).resolve().parent
     rel = lambda p: os.path.relpath(Path(p).resolve(), doc)  # noqa: E731
     entries = state["entries"]
@@ -519,8 +520,8 @@ def render(state: dict[str, Any], args: argparse.Namespace, sizes: Sizes, pngs: 
     ]
     s = ["# MNIST results: vanilla, GNT, Speckle, ANT on generated MNIST-C\n"]
     s.append(
-        "Written by `benchmarks/mnist_results.py` (the campaign driver): every number below is "
-        "read from the reports of the `antray` commands it ran (listed at the end).\n"
+        "Written by `experiments/mnist/mnist_results.py` (the campaign driver): every number "
+        "below is read from the reports of the `antray` commands it ran (listed at the end).\n"
     )
     s.append(
         f"- Command: `{args.command_line}`\n"
@@ -552,7 +553,7 @@ def render(state: dict[str, Any], args: argparse.Namespace, sizes: Sizes, pngs: 
     if deviations:
         s.append(
             "### Deviations from the full campaign "
-            "(`python benchmarks/mnist_results.py` without `--quick`)\n"
+            "(`python -m experiments.mnist.mnist_results` without `--quick`)\n"
         )
         s.append("\n".join(f"- {d}" for d in deviations) + "\n")
     s.append("## Training runs\n")
@@ -662,7 +663,7 @@ def render(state: dict[str, Any], args: argparse.Namespace, sizes: Sizes, pngs: 
             s.append(campaign_caveat(sizes) + "\n")
     s.append("## Commands (in order, with wall time)\n")
     s.append(
-        "Run from the repository root with `PYTHONPATH=. ANTRAY_DATA_ROOT=/work/shared/data`; "
+        "Run from the repository root with `PYTHONPATH=. ANTRAY_DATA_ROOT=../shared/data`; "
         "`antray` here is `python -m orchestrator.cli`. A command with rc other than 0 failed or "
         "was stopped (rc None: at the hard stop); its output was not used. A step that appears "
         "twice was rerun with other flags; the later run's report replaced the earlier one and "
@@ -702,12 +703,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             parser.add_argument(flag, type=int)
     parser.add_argument("--out", default="runs/mnist_campaign", help="run directories, reports")
-    parser.add_argument("--doc", default="docs/RESULTS.md")
-    parser.add_argument("--plots", default="docs/results")
+    parser.add_argument("--doc", help="the report (default: <out>/RESULTS.md)")
+    parser.add_argument("--plots", help="its PNGs (default: <out>/plots)")
     parser.add_argument("--test-models", default=",".join(CHOSEN))
     parser.add_argument("--deadline", help="HH:MM UTC: no step starts after it")
     parser.add_argument("--hard-stop", help="HH:MM UTC: the running step is stopped")
     args = parser.parse_args(argv)
+    args.doc = args.doc or str(Path(args.out) / "RESULTS.md")
+    args.plots = args.plots or str(Path(args.out) / "plots")
     sizes = QUICK if args.quick else Sizes()
     changes: dict[str, Any] = {}
     for f in fields(Sizes):
@@ -717,7 +720,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tuple(float(v) for v in given.split(",")) if isinstance(given, str) else given
             )
     sizes = replace(sizes, **changes)
-    args.command_line = "python benchmarks/mnist_results.py " + shlex.join(
+    args.command_line = "python -m experiments.mnist.mnist_results " + shlex.join(
         list(argv) if argv is not None else sys.argv[1:]
     )
     args.deadline, args.hard_stop = clock(args.deadline), clock(args.hard_stop)

@@ -1,4 +1,4 @@
-"""benchmarks/mnist_sweeps.py: several tune runs read as one sweep, chosen on validation."""
+"""experiments/mnist/mnist_sweeps.py: several tune runs read as one sweep, chosen on validation."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from benchmark_script import load_benchmark
 
-ms = load_benchmark("mnist_sweeps")
+from experiments.mnist import mnist_sweeps as ms
 
 
 def _tune_dir(root: Path, name: str, values: dict[float, float], split="val") -> Path:

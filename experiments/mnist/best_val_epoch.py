@@ -1,6 +1,6 @@
 """Which epoch ``optim.select_epoch: best_val`` would serve, for runs that kept every epoch.
 
-    .venv/bin/python benchmarks/best_val_epoch.py RUN_DIR ...
+    python -m experiments.mnist.best_val_epoch RUN_DIR ...
 
 For a run trained with ``optim.select_epoch: last`` and enough checkpoints kept
 (``runtime.checkpoints_to_keep`` >= its epochs), every end-of-epoch checkpoint under the run

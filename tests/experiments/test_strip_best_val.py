@@ -1,16 +1,15 @@
-"""benchmarks/strip_best_val.py: the copy serves its own epoch, everything else unchanged."""
+"""experiments/mnist/strip_best_val.py: the copy serves its own epoch, everything else unchanged."""
 
 from pathlib import Path
 
 import torch
-from benchmark_script import load_benchmark
 
 from evaluation.model_loading import served_epoch, served_weights
+from experiments.mnist import strip_best_val as script
 from trainers.checkpoint_format import BEST_VAL_KEY, load_state, save_state
 
 
 def test_the_copy_serves_its_own_epoch(tmp_path: Path, capsys) -> None:
-    script = load_benchmark("strip_best_val")
     own = {"w": torch.ones(2)}
     best = {"w": torch.zeros(2)}
     save_state(

@@ -2,10 +2,10 @@
 checkpoint's own epoch (its weight average, or its live weights) instead of the best
 validation epoch a ``select_epoch: best_val`` run carries along.
 
-    .venv/bin/python benchmarks/strip_best_val.py CHECKPOINT OUT_DIR
+    python -m experiments.mnist.strip_best_val CHECKPOINT OUT_DIR
     antray eval --checkpoint OUT_DIR ...
 
-For comparing a best_val run's served epoch with its last one (docs/RESULTS_FULL.md). The
+For comparing a best_val run's served epoch with its last one (experiments/mnist/NOTEBOOK.md). The
 copy is an ordinary antray checkpoint; nothing else in it changes.
 """
 

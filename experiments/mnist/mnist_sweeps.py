@@ -1,12 +1,12 @@
 """The sigma and epsilon sweeps of several `antray tune` runs, read together and chosen on
 validation (never on test results).
 
-    PYTHONPATH=. python benchmarks/mnist_sweeps.py \\
+    python -m experiments.mnist.mnist_sweeps \\
         --gnt runs/mnist_long/gnt_tune runs/mnist_long/gnt_sweep8 \\
         --ant runs/mnist_long/ant1x1_tune runs/mnist_long/ant1x1_eps6_tune \\
               runs/mnist_long/ant1x1_sweep8 \\
         --eval-root runs/mnist_long/eval --vanilla runs/mnist_long/eval/vanilla-val \\
-        --plots docs/results/full
+        --plots experiments/mnist/figures/full
 
 Each tune directory's `tune_results.csv` gives the grid values and their last checkpoints;
 the validation report of a checkpoint is the `results.json` under ``--eval-root`` whose
@@ -19,19 +19,12 @@ against epsilon. Values that occur in two tune runs are refused: each is trained
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
-_spec = importlib.util.spec_from_file_location(
-    "mnist_results", Path(__file__).with_name("mnist_results.py")
-)
-assert _spec is not None and _spec.loader is not None
-mr = importlib.util.module_from_spec(_spec)
-sys.modules["mnist_results"] = mr
-_spec.loader.exec_module(mr)
+from experiments.mnist import mnist_results as mr
 
 
 def val_reports(eval_root: Path) -> dict[str, dict[str, Any]]:

@@ -1,22 +1,18 @@
-"""benchmarks/ray_background_cpu.py: the /proc reader and the process labels (the Ray run
-itself is a benchmark, not a test)."""
+"""experiments/mnist/ray_background_cpu.py: the /proc reader and the process labels (the Ray
+run itself is a measurement, not a test)."""
 
 import os
 import time
 from pathlib import Path
 
 import pytest
-from benchmark_script import load_benchmark
+
+from experiments.mnist import ray_background_cpu as script
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
 
 
-def load_script():
-    return load_benchmark("ray_background_cpu")
-
-
 def test_cpu_seconds_sees_this_process_use_cpu():
-    script = load_script()
     before = script.cpu_seconds()[os.getpid()][0]
     start = time.perf_counter()
     end = time.process_time() + 0.3
@@ -29,7 +25,6 @@ def test_cpu_seconds_sees_this_process_use_cpu():
 
 
 def test_labels_name_ray_actors_and_daemons():
-    script = load_script()
     assert script._label("ray::ReplayStoreActor   ") == "ray::ReplayStoreActor"
     assert script._label("/venv/lib/ray/core/src/ray/raylet/raylet --x=1") == "raylet"
     assert script._label("/venv/bin/python -u /venv/lib/ray/_private/log_monitor.py") == (
@@ -41,7 +36,6 @@ def test_labels_name_ray_actors_and_daemons():
 def test_threads_of_this_process_are_read_and_grouped_by_name():
     import threading
 
-    script = load_script()
     burned, done = threading.Event(), threading.Event()
 
     def burn():

@@ -1,6 +1,6 @@
 """What the noise generators of an ANT run do to validation digits, generator by generator.
 
-    ANTRAY_DATA_ROOT=../shared/data .venv/bin/python benchmarks/generator_noise.py RUN_DIR ...
+    ANTRAY_DATA_ROOT=../shared/data python -m experiments.mnist.generator_noise RUN_DIR ...
 
 For each run (a run directory or a checkpoint, as `antray eval --checkpoint` takes): the
 replay history, oldest first, and the current generator of its last checkpoint, each at the

@@ -1,6 +1,6 @@
 """Per-corruption accuracy of several models over their seeds, from ``antray eval`` outputs.
 
-    .venv/bin/python benchmarks/per_corruption_seeds.py \
+    python -m experiments.mnist.per_corruption_seeds \
         --model "ANT 1x1=runs/a_s0/eval,runs/a_s1/eval" --model "GNT=runs/g_s0/eval,..."
 
 Each ``--model LABEL=DIR,DIR,...`` names one ``antray eval --out`` directory per seed (each

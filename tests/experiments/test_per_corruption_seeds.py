@@ -1,9 +1,9 @@
-"""benchmarks/per_corruption_seeds.py on result files written here (no model, no data)."""
+"""experiments/mnist/per_corruption_seeds.py on result files written here (no model, no data)."""
 
 import json
 from pathlib import Path
 
-from benchmark_script import load_benchmark
+from experiments.mnist import per_corruption_seeds as script
 
 
 def write_result(out: Path, top1: dict[str, float]) -> Path:
@@ -14,7 +14,6 @@ def write_result(out: Path, top1: dict[str, float]) -> Path:
 
 
 def test_table_means_differences_and_the_per_corruption_best(tmp_path, capsys):
-    script = load_benchmark("per_corruption_seeds")
     a0 = write_result(tmp_path / "a0", {"fog": 0.80, "translate": 0.50})
     a1 = write_result(tmp_path / "a1", {"fog": 0.90, "translate": 0.40})
     b0 = write_result(tmp_path / "b0", {"fog": 0.70, "translate": 0.60})
@@ -30,7 +29,6 @@ def test_table_means_differences_and_the_per_corruption_best(tmp_path, capsys):
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
-    script = load_benchmark("per_corruption_seeds")
     assert script.main(["--model", "no-equals-sign"]) == 2
     assert script.main(["--model", f"A={tmp_path / 'missing'}"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -1,6 +1,6 @@
 """Two models over the same seeds, paired: the difference of each headline metric with its spread.
 
-    .venv/bin/python benchmarks/paired_seeds.py \
+    python -m experiments.mnist.paired_seeds \
         --model "ANT 1x1=runs/a_s0/eval,runs/a_s1/eval" --model "GNT=runs/g_s0/eval,runs/g_s1/eval"
 
 Each ``--model LABEL=DIR,DIR,...`` names one ``antray eval --out`` directory per seed (each
@@ -23,8 +23,9 @@ import statistics
 import sys
 from collections.abc import Callable
 
-from per_corruption_seeds import load_result, parse_model  # benchmarks/ is on sys.path
 from scipy import stats
+
+from experiments.mnist.per_corruption_seeds import load_result, parse_model
 
 # (label, unit, reader of one results.json); a reader returns None where the file lacks it.
 Reader = Callable[[dict], float | None]

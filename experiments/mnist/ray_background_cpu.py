@@ -1,6 +1,6 @@
 """Who uses the CPU while one Ray Train worker trains: per process, over a window mid-run.
 
-    ANTRAY_DATA_ROOT=../shared/data .venv/bin/python benchmarks/ray_background_cpu.py
+    ANTRAY_DATA_ROOT=../shared/data python -m experiments.mnist.ray_background_cpu
 
 Starts an ANT 1x1 run on the Ray backend (one worker, ``--threads`` torch threads, restarts
 off: the figures are what Ray and antray cost beside a training step) in a child process,
