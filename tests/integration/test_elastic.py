@@ -8,6 +8,7 @@ A ``ray.cluster_utils.Cluster`` (no autoscaler): the test decides when nodes lea
 join. Fake GPUs: Ray schedules on them, the workers compute on the CPU (gloo)."""
 
 import json
+import re
 import threading
 import time
 
@@ -92,8 +93,27 @@ def epoch_history(run) -> dict[str, list[float]]:
     }
 
 
+def latest_is_mid_epoch(run) -> bool:
+    """The run's latest checkpoint was taken inside an epoch (checkpoint_every_steps)."""
+    from pathlib import Path
+
+    from orchestrator.storage import RunLocation, latest_checkpoint
+    from trainers.checkpoint_format import load_state
+
+    if not (run / "storage.json").exists():
+        return False
+    checkpoint = latest_checkpoint(RunLocation.read(run))
+    if checkpoint is None:
+        return False
+    try:
+        with checkpoint.as_directory() as directory:
+            return bool(load_state(Path(directory)).get("mid_epoch"))
+    except Exception:  # being replaced by the next one: ask again
+        return False
+
+
 def test_group_shrinks_on_node_loss_grows_back_and_keeps_every_update(
-    cluster, mnist_root, tmp_path, monkeypatch
+    cluster, mnist_root, tmp_path, monkeypatch, capfd
 ):
     # A group restarted on a just-lost node's stale resources gives up after 10 s, not
     # Train's 60, and re-decides its size (Train's resource view refreshes every 20 s).
@@ -116,6 +136,7 @@ def test_group_shrinks_on_node_loss_grows_back_and_keeps_every_update(
     thread.start()
     wait_for(lambda: len(epoch_history(run)["workers"]) >= 1, "a first epoch", thread, box)
     assert epoch_history(run)["workers"][0] == 2.0, "both GPU nodes in use at first"
+    wait_for(lambda: latest_is_mid_epoch(run), "a mid-epoch checkpoint", thread, box)
     doomed = alive_train_workers()[-1].node_id
     cluster.remove_node(next(n for n in cluster.worker_nodes if n.node_id == doomed))
     wait_for(
@@ -135,3 +156,6 @@ def test_group_shrinks_on_node_loss_grows_back_and_keeps_every_update(
     history = epoch_history(run)
     assert history["workers"][-1] == 2.0, f"the group grew back: {history['workers']}"
     assert history["step"][-1] == EPOCHS * STEPS_PER_EPOCH, history
+    # The restart after the loss resumed inside an epoch, at a mid-epoch checkpoint's step.
+    out = capfd.readouterr()
+    assert re.search(r"resumed at epoch \d+ batch \d+", out.out + out.err), "no mid-epoch resume"
