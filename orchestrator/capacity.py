@@ -109,7 +109,9 @@ def alive_shape() -> ClusterShape:
                 for k, v in node.get("Resources", {}).items()
                 if not k.startswith("node:") and k not in _IGNORED
             }
-            types.append(NodeType(node.get("NodeManagerAddress", "node"), resources, 1))
+            # One type per node, named so that two nodes on one address stay apart.
+            name = f"{node.get('NodeManagerAddress', 'node')} ({node.get('NodeID', '')[:8]})"
+            types.append(NodeType(name, resources, 1))
     return ClusterShape(tuple(types), "the nodes that are up now")
 
 
@@ -119,7 +121,7 @@ def connected_shape() -> ClusterShape | None:
     shape = _autoscaler_v2_shape() or _monitor_config_shape()
     if shape is not None:
         return shape
-    if autoscaler_status() is not None:
+    if autoscaler_launches():
         return None
     return alive_shape()
 
@@ -185,6 +187,20 @@ def autoscaler_status() -> dict[str, Any] | None:
         return json.loads(raw)
     except ValueError:
         return None
+
+
+def autoscaler_launches() -> bool:
+    """Whether an autoscaler that can launch nodes serves this cluster.
+
+    Every Ray head runs the autoscaler's monitor; without ``--autoscaling-config`` it only
+    mirrors the nodes that exist (a "readonly" provider that names each node's type
+    ``node_<id>``) and never launches one: the nodes alive now are then all there is."""
+    status = autoscaler_status()
+    if status is None:
+        return False
+    mapping = (status.get("autoscaler_report") or {}).get("node_type_mapping") or {}
+    mirrored = bool(mapping) and all(kind == f"node_{node}" for node, kind in mapping.items())
+    return not mirrored
 
 
 def autoscaler_activity() -> str:

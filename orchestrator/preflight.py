@@ -17,7 +17,7 @@ from typing import Any
 from orchestrator.capacity import (
     ClusterShape,
     Resources,
-    autoscaler_status,
+    autoscaler_launches,
     connected_shape,
     describe_bundles,
     fits,
@@ -226,7 +226,7 @@ def cluster_is_multi_node() -> bool:
     import ray
 
     alive = [n for n in ray.nodes() if n.get("Alive")]
-    return len(alive) > 1 or autoscaler_status() is not None
+    return len(alive) > 1 or autoscaler_launches()
 
 
 def check_storage(location: RunLocation, *, configured: bool, joining: bool) -> None:

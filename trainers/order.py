@@ -52,7 +52,7 @@ def worker_shares(global_batch: int, world_size: int) -> list[int]:
     return [base + (rank < extra) for rank in range(world_size)]
 
 
-class UpdateOrder(DistributedSampler):
+class UpdateOrder(EpochOrder):
     """The training order of one rank, laid out by classifier update.
 
     Epoch ``e`` is one seeded permutation of the dataset (``seed + e``, as EpochOrder),
@@ -64,19 +64,13 @@ class UpdateOrder(DistributedSampler):
     checkpoint taken at one size resumes at another at exactly the next update. With one
     worker the order is EpochOrder's.
 
-    A ``DistributedSampler``, so Ray Train's ``prepare_data_loader`` keeps it."""
+    An EpochOrder (a ``DistributedSampler``), so Ray Train's ``prepare_data_loader`` keeps
+    it, and ``set_epoch(epoch, start=...)`` counts ``start`` in updates."""
 
     def __init__(
         self, dataset: Sized, *, global_batch: int, num_replicas: int, rank: int, seed: int
     ) -> None:
-        super().__init__(
-            dataset,  # type: ignore[arg-type]
-            num_replicas=num_replicas,
-            rank=rank,
-            shuffle=True,
-            seed=seed,
-            drop_last=True,
-        )
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, seed=seed)
         shares = worker_shares(global_batch, num_replicas)
         self.global_batch = global_batch
         self.share = shares[rank]
@@ -84,12 +78,6 @@ class UpdateOrder(DistributedSampler):
         # A dataset smaller than one batch (tests, smoke runs) still makes one update,
         # its positions wrapping around the permutation.
         self.updates = max(1, len(dataset) // global_batch)
-        self.start = 0
-
-    def set_epoch(self, epoch: int, *, start: int = 0) -> None:
-        """Use epoch ``epoch``'s order, beginning at its ``start``-th update."""
-        super().set_epoch(epoch)
-        self.start = start
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator()

@@ -20,11 +20,7 @@ from orchestrator.train import train_from_config
 
 pytestmark = pytest.mark.integration
 HEAD = "antray_head"
-MiB = 1024 * 1024
 
-# Sized for one ANT run with a GPU generator actor (a worker + the generator: GPU 2).
-HEAD_NODE = {"num_cpus": 1, "resources": {HEAD: 1.0}, "object_store_memory": 100 * MiB}
-GPU_NODE = {"num_cpus": 1, "num_gpus": 1, "object_store_memory": 100 * MiB}
 
 TINY = [
     *TINY_ANT_RUN,
@@ -34,20 +30,6 @@ TINY = [
     "runtime.generator_actor_cpus=0.25",
     "runtime.dist_backend=gloo",
 ]
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    from ray.cluster_utils import Cluster
-
-    assert not ray.is_initialized(), "another module left Ray running"
-    c = Cluster(initialize_head=True, head_node_args=HEAD_NODE)
-    for _ in range(2):
-        c.add_node(**GPU_NODE)
-    c.wait_for_nodes()
-    yield c
-    ray.shutdown()
-    c.shutdown()
 
 
 def node_ids(nodes) -> set[str]:
@@ -63,7 +45,8 @@ def ant(tmp_path, *extra):
 def actors_of(class_name: str) -> list:
     from ray.util.state import list_actors
 
-    return list_actors(filters=[("class_name", "=", class_name)], limit=1000)
+    here = ray.get_runtime_context().gcs_address  # never another Ray on the machine
+    return list_actors(address=here, filters=[("class_name", "=", class_name)], limit=1000)
 
 
 def test_store_on_the_head_and_generator_gpu_from_ray(cluster, mnist_root, tmp_path):
@@ -137,7 +120,7 @@ def test_tune_two_trials_on_a_cluster_that_holds_one(cluster, mnist_root, tmp_pa
     assert len(drivers) >= 2 and {a.node_id for a in drivers} == {head}
 
 
-def test_worker_node_lost_mid_run_and_training_finishes(cluster, mnist_root, tmp_path):
+def test_worker_node_lost_mid_run_and_training_finishes(cluster, gpu_node, mnist_root, tmp_path):
     cfg = ant(tmp_path, "runtime.num_workers=1", "optim.epochs=3")
     run = tmp_path / "run"
     box: dict = {}
@@ -179,4 +162,4 @@ def test_worker_node_lost_mid_run_and_training_finishes(cluster, mnist_root, tmp
         assert recorded.storage.root == str(tmp_path / "shared")
         assert not (run / "ray").exists()
     finally:
-        cluster.add_node(**GPU_NODE)  # the autoscaler's replacement, for later tests
+        cluster.add_node(**gpu_node)  # the autoscaler's replacement, for later tests

@@ -19,9 +19,6 @@ from orchestrator.config import load_config
 from orchestrator.train import train_from_config
 
 pytestmark = pytest.mark.integration
-MiB = 1024 * 1024
-HEAD_NODE = {"num_cpus": 1, "resources": {"antray_head": 1.0}, "object_store_memory": 100 * MiB}
-GPU_NODE = {"num_cpus": 1, "num_gpus": 1, "object_store_memory": 100 * MiB}
 EPOCHS = 20
 STEPS_PER_EPOCH = 24  # 1536 images, a global batch of 64
 
@@ -43,28 +40,12 @@ ELASTIC_RUN = [
 ]
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from ray.cluster_utils import Cluster
-
-    assert not ray.is_initialized(), "another module left Ray running"
-    c = Cluster(initialize_head=True, head_node_args=HEAD_NODE)
-    for _ in range(2):
-        c.add_node(**GPU_NODE)
-    c.wait_for_nodes()
-    yield c
-    ray.shutdown()
-    c.shutdown()
-
-
 def alive_train_workers() -> list:
     from ray.util.state import list_actors
 
-    return [
-        a
-        for a in list_actors(filters=[("class_name", "=", "RayTrainWorker")], limit=1000)
-        if a.state == "ALIVE"
-    ]
+    here = ray.get_runtime_context().gcs_address  # never another Ray on the machine
+    found = list_actors(address=here, filters=[("class_name", "=", "RayTrainWorker")], limit=1000)
+    return [a for a in found if a.state == "ALIVE"]
 
 
 def wait_for(condition, what: str, thread: threading.Thread, box: dict, timeout: float = 240):
@@ -113,7 +94,7 @@ def latest_is_mid_epoch(run) -> bool:
 
 
 def test_group_shrinks_on_node_loss_grows_back_and_keeps_every_update(
-    cluster, mnist_root, tmp_path, monkeypatch, capfd
+    cluster, gpu_node, mnist_root, tmp_path, monkeypatch, capfd
 ):
     # A group restarted on a just-lost node's stale resources gives up after 10 s, not
     # Train's 60, and re-decides its size (Train's resource view refreshes every 20 s).
@@ -145,7 +126,7 @@ def test_group_shrinks_on_node_loss_grows_back_and_keeps_every_update(
         thread,
         box,
     )
-    cluster.add_node(**GPU_NODE)  # a spot node joins again
+    cluster.add_node(**gpu_node)  # a spot node joins again
     thread.join(timeout=400)
     assert not thread.is_alive(), "the run did not finish"
     assert "error" not in box, box.get("error")

@@ -28,9 +28,13 @@ BASE = [
 
 
 def alive_pids(class_name: str) -> list[int]:
+    import ray
     from ray.util.state import list_actors
 
-    actors = list_actors(filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")])
+    here = ray.get_runtime_context().gcs_address  # never another Ray on the machine
+    actors = list_actors(
+        address=here, filters=[("class_name", "=", class_name), ("state", "=", "ALIVE")]
+    )
     return [a.pid for a in actors if a.pid]
 
 

@@ -90,3 +90,21 @@ def test_run_bundles_follow_the_elastic_minimum():
     bundles = run_bundles(cfg)
     assert bundles.count({"CPU": 1.0, "GPU": 1.0}) == 2 and {"CPU": 1.0} in bundles
     assert len(run_bundles(cfg, workers=cfg.runtime.max_workers)) == 5
+
+
+def test_nodes_of_one_address_are_told_apart(monkeypatch):
+    """Simulated nodes share one IP: each alive node is its own type."""
+    import ray
+
+    from orchestrator import capacity
+
+    nodes = [
+        {"Alive": True, "NodeManagerAddress": "10.0.0.1", "NodeID": f"{i}" * 8, "Resources": r}
+        for i, r in enumerate(
+            [{"CPU": 1, "antray_head": 1}, {"CPU": 1, "GPU": 1}, {"CPU": 1, "GPU": 1}]
+        )
+    ]
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    shape = capacity.alive_shape()
+    assert fits([{"CPU": 0.25, "GPU": 1}] * 2 + [{"CPU": 0.1}], shape)
+    assert not fits([{"CPU": 0.25, "GPU": 1}] * 3, shape)
