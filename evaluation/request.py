@@ -25,8 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from evaluation.benchmarks import BENCHMARKS
 from evaluation.corruptions.suites import generated_suite
-from generators.rescale import IMAGENET_EPSILON, IMAGENET_NUM_COORDINATES, convert_epsilon
-from trainers.data import IMAGE_SPECS, default_val_size, resolve_data_root
+from trainers.data import IMAGE_SPECS, default_val_size, resolve_data_root, unreachable_epsilon
 
 
 class EvalInputError(ValueError):
@@ -63,13 +62,9 @@ DEFAULT_PGD_EPSILONS: dict[str, dict[str, tuple[float, ...]]] = {
 
 
 def default_eps_star_epsilon(dataset: str) -> float:
-    """The paper's generator size (135 at 224x224x3) at the dataset's image size, keeping
-    the per-coordinate size (docs/METHOD.md, "Images and sizes")."""
-    return convert_epsilon(
-        IMAGENET_EPSILON,
-        from_coordinates=IMAGENET_NUM_COORDINATES,
-        to_coordinates=IMAGE_SPECS[dataset].num_coordinates,
-    )
+    """The paper's generator size at the dataset's image size, keeping the per-coordinate
+    size (docs/METHOD.md, "Images and sizes"): the default ``ant.epsilon`` too."""
+    return IMAGE_SPECS[dataset].default_epsilon
 
 
 def default_benchmark_root(benchmark: str, data_root: str | Path | None) -> Path:
@@ -228,6 +223,10 @@ class EvalRequest(BaseModel):
             severities=self.severities,
         )
         check_model_dataset(self.benchmark, self.clean_dataset)
+        if self.eps_star_epsilon is not None and self.clean_dataset in IMAGE_SPECS:
+            problem = unreachable_epsilon(self.eps_star_epsilon, self.clean_dataset)
+            if problem:
+                raise ValueError(f"--eps-star-epsilon {problem}")
         return self
 
     @classmethod

@@ -92,7 +92,9 @@ def check_run(
 
 
 def check_data(cfg: dict[str, Any], root: str, *, may_download: bool = False) -> None:
-    """Raise ``DataMissingError`` (exit 2) when the data the run reads is missing.
+    """Raise ``DataMissingError`` (exit 2) when the data the run reads is missing: the
+    training images (the validation split is carved from them), never the test images,
+    which only ``antray eval`` reads.
 
     A plain function of a config dict, so it can also run as a Ray task on the node type
     the workers use. MNIST and CIFAR-10 are read (seconds); for ImageNet-style folders
@@ -102,9 +104,8 @@ def check_data(cfg: dict[str, Any], root: str, *, may_download: bool = False) ->
     data = cfg["data"]
     name = data["dataset"]
     data_root = DataRoot(Path(root), may_download=may_download)
-    if name in ("imagenet",):
-        for split in ("train", "val"):
-            _class_folders(Path(root) / "imagenet" / split, "ImageNet")
+    if name == "imagenet":
+        _class_folders(Path(root) / "imagenet" / "train", "ImageNet")
     elif name not in GENERATED:
         try:
             load_split(
@@ -115,7 +116,6 @@ def check_data(cfg: dict[str, Any], root: str, *, may_download: bool = False) ->
                 split_seed=data.get("split_seed", 0),
                 limit=data.get("limit_train"),
             )
-            load_split(name, data_root, "test", limit=data.get("limit_test"))
         except ValueError as exc:  # e.g. val_size larger than the training set
             raise DataMissingError(f"data: {exc}") from None
     noise, shares = cfg["noise"], cfg["noise"]["shares"]

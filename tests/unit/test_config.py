@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from orchestrator.cli import main
@@ -122,6 +123,7 @@ BAD = [
         "data.val_suite=mnist-c needs a validation split, but data.val_size=0",
     ),
     ("validation suite of no images", ["data.val_suite_images=0"], "data.val_suite_images"),
+    ("a retired key", ["data.limit_test=128"], "data.limit_test: no longer a key"),
 ]
 
 
@@ -141,6 +143,15 @@ def test_unknown_key_in_file_names_file_and_key(tmp_path, capsys):
     assert main(["config", "show", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "optim.learning_rate: unknown key" in err
+
+
+def test_a_config_saved_by_an_earlier_version_still_loads(tmp_path):
+    """A resolved config.yaml (what --resume reads) with a retired key at its default."""
+    saved = load_config(MNIST).to_dict()
+    saved["data"]["limit_test"] = None
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(saved))
+    assert load_config(path) == load_config(MNIST)
 
 
 def test_missing_config_file():
