@@ -36,7 +36,7 @@ def run_shard(
 def _init_ray(address: str | None) -> None:
     """The same start-or-join as ``antray train`` (probe first, one-line errors), without
     waiting for the State API: evaluation runs plain tasks, no Train run to clean up."""
-    from orchestrator.ray_runner import ensure_ray
+    from orchestrator.ray_instance import ensure_ray
 
     ensure_ray(address, wait_state_api=False)
 

@@ -24,12 +24,8 @@ from orchestrator.capacity import (
     local_shape,
 )
 from orchestrator.errors import UserError
+from orchestrator.ray_instance import HEAD_SLIVER, ensure_ray, joins_cluster
 from orchestrator.storage import RunLocation, probe_storage
-
-# A sliver of the head marker resource per pinned actor or trial driver; the head offers
-# HEAD_RESOURCE_AMOUNT, so a thousand of them fit.
-HEAD_SLIVER = 0.001
-HEAD_RESOURCE_AMOUNT = 1.0
 
 
 def check_model(cfg: Any) -> None:
@@ -56,7 +52,6 @@ def check_run(
     cheap: config-only ones, then the data and storage, then (Ray) join or start Ray and,
     on a cluster, what can only be checked there."""
     from orchestrator.data_sync import check_uri, is_uri
-    from orchestrator.ray_runner import ensure_ray, joins_cluster
     from trainers.data import resolve_data_root
 
     check_model(cfg)

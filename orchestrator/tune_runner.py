@@ -14,8 +14,7 @@ from typing import Any
 
 from orchestrator.config import ExperimentConfig, apply_overrides, validate_config
 from orchestrator.errors import TrainingFault, UserError
-from orchestrator.preflight import HEAD_SLIVER
-from orchestrator.ray_runner import OUTSIDE_ANY_PLACEMENT_GROUP
+from orchestrator.ray_instance import HEAD_SLIVER, OUTSIDE_ANY_PLACEMENT_GROUP
 from orchestrator.run_dir import CONFIG_FILE, prepare_run_dir
 from orchestrator.storage import RunLocation, Storage
 from orchestrator.suite_validation import MEAN_KEY, suite_metrics
@@ -208,7 +207,7 @@ def trials_at_once(
     import ray
 
     from orchestrator import capacity, preflight
-    from orchestrator.ray_runner import joins_cluster
+    from orchestrator.ray_instance import joins_cluster
 
     rt = cfg.runtime
     head = rt.head_resource if ray.cluster_resources().get(rt.head_resource, 0) > 0 else None
