@@ -42,26 +42,28 @@ def train_loop_per_worker(loop_config: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     from orchestrator.data_sync import is_uri, local_copy
-    from orchestrator.generator_actors import RayGeneratorService
+    from orchestrator.generator_client import RayGeneratorService, ReplayFollower, RestartClient
     from orchestrator.suite_validation import make_suite_validation
     from trainers.data import IMAGE_SPECS
+    from trainers.generator_service import ReplayCache
     from trainers.loop import run_worker
     from trainers.ray_env import RayTrainEnv
 
     _quiet_report_log()
     cfg = validate_config(loop_config["config"], source="<ray worker>")
-    env = RayTrainEnv(stop_flag=loop_config.get("stop_flag"), device=cfg.runtime.device)
+    env = RayTrainEnv(stop_flag=loop_config["stop_flag"], device=cfg.runtime.device)
 
     def make_service(*, cfg, loader, precision, rank: int) -> RayGeneratorService:
+        seed, channels = cfg.experiment.seed, IMAGE_SPECS[cfg.data.dataset].channels
+        cache = ReplayCache(cfg.ant.generator, channels, precision.device, seed + rank)
         return RayGeneratorService(
-            trainer=loop_config["generator_trainer"],
-            store=loop_config["replay_store"],
-            kind=cfg.ant.generator,
-            channels=IMAGE_SPECS[cfg.data.dataset].channels,
-            device=precision.device,
-            seed=cfg.experiment.seed,
-            rank=rank,
-            refresh_every=cfg.ant.replay_refresh_every_steps,
+            RestartClient(loop_config["generator_trainer"], seed=seed),
+            ReplayFollower(
+                loop_config["replay_store"],
+                cache,
+                rank=rank,
+                refresh_every=cfg.ant.replay_refresh_every_steps,
+            ),
         )
 
     if cfg.runtime.torch_threads:
@@ -153,7 +155,9 @@ def build_trainer(
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from orchestrator.data_sync import is_uri
-    from orchestrator.generator_actors import GeneratorTrainer, ReplayStoreActor, StopFlag
+    from orchestrator.generator_actor import GeneratorTrainer
+    from orchestrator.replay_actor import ReplayStoreActor
+    from orchestrator.stop_flag import StopFlag
     from trainers.data import resolve_data_root
 
     rt = cfg.runtime
