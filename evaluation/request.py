@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from evaluation.benchmarks import BENCHMARKS
+from evaluation.benchmarks import BENCHMARKS, Benchmark
 from evaluation.corruptions.suites import generated_suite
 from trainers.data import IMAGE_SPECS, default_val_size, resolve_data_root, unreachable_epsilon
 
@@ -37,11 +37,7 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 
-CLEAN_DATASETS: dict[str, str] = {
-    "mnist-c": "mnist",
-    "cifar10-c": "cifar10",
-    "imagenet-c": "imagenet",
-}
+CLEAN_DATASETS: dict[str, str] = {name: spec.clean_dataset for name, spec in BENCHMARKS.items()}
 # Datasets a model may have been trained on to be evaluated on a benchmark (same image shape).
 COMPATIBLE_DATASETS: dict[str, tuple[str, ...]] = {
     "mnist-c": ("mnist", "synthetic"),
@@ -146,7 +142,7 @@ class EvalRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    benchmark: Literal["mnist-c", "cifar10-c", "imagenet-c"]
+    benchmark: Benchmark
     # Which images: "test" (the benchmark's test images, files or generated) or "val"
     # (generated corruptions of the validation split carved from the training images:
     # what tuning and choosing defaults read).

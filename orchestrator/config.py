@@ -21,16 +21,16 @@ from pydantic import (
     model_validator,
 )
 
+from evaluation.benchmarks import BENCHMARKS, Benchmark
+from generators.samplers import IMAGENET_C_SPECKLE_LEVELS
+from generators.training import FROM_SCRATCH_ITERATIONS, FROM_SCRATCH_LR, JOINT_LR
 from orchestrator.errors import UserError
 from trainers.data import IMAGE_SPECS, unreachable_epsilon
+from trainers.steps import Mode
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
-
-
-# The clean dataset each generated validation suite corrupts (evaluation.benchmarks).
-VAL_SUITE_DATASET = {"mnist-c": "mnist", "cifar10-c": "cifar10", "imagenet-c": "imagenet"}
 
 
 class _Frozen(BaseModel):
@@ -63,7 +63,7 @@ class DataSection(_Frozen):
     # The generated corruption suite on the validation split, measured after every epoch:
     # ``val_corruption_acc`` (mean top-1 over the suite's splits on the first
     # val_suite_images validation images), what ``antray tune`` ranks trials by. "none": off.
-    val_suite: Literal["none", "mnist-c", "cifar10-c", "imagenet-c"] = "none"
+    val_suite: Benchmark | Literal["none"] = "none"
     val_suite_images: PositiveInt = 1000
 
 
@@ -113,9 +113,9 @@ class SharesSection(_Frozen):
 
 
 class NoiseSection(_Frozen):
-    mode: Literal["vanilla", "gnt", "speckle", "ant"] = "ant"
+    mode: Mode = "ant"
     sigmas: tuple[Annotated[float, Field(ge=0)], ...] = (0.5,)  # GNT: one, or a set per image
-    speckle_levels: tuple[Annotated[float, Field(ge=0)], ...] = (0.15, 0.2, 0.35, 0.45, 0.6)
+    speckle_levels: tuple[Annotated[float, Field(ge=0)], ...] = IMAGENET_C_SPECKLE_LEVELS
     shares: SharesSection = SharesSection()
 
     @model_validator(mode="after")
@@ -137,9 +137,9 @@ class AntSection(_Frozen):
     # None: ImageNet's 135 at the dataset's image size (9.74 MNIST, 19.3 CIFAR-10), filled
     # in when the config is validated, so a resolved config always holds a number.
     epsilon: Annotated[float, Field(gt=0)] | None = None
-    generator_lr: Annotated[float, Field(gt=0)] = 1e-4
-    restart_lr: Annotated[float, Field(gt=0)] = 5e-4
-    restart_iterations: NonNegInt = 1000  # 0 disables restarts
+    generator_lr: Annotated[float, Field(gt=0)] = JOINT_LR
+    restart_lr: Annotated[float, Field(gt=0)] = FROM_SCRATCH_LR
+    restart_iterations: NonNegInt = FROM_SCRATCH_ITERATIONS  # 0 disables restarts
     # Restart at step 0 and then every N steps; None: at every epoch start, the first
     # included (reference). trainers/generator_life.py has the whole schedule.
     restart_every_steps: PositiveInt | None = None
@@ -275,9 +275,9 @@ class ExperimentConfig(_Frozen):
                 "global batch of one update and every worker needs at least one image of it"
             )
         suite = self.data.val_suite
-        if suite != "none" and VAL_SUITE_DATASET[suite] != self.data.dataset:
+        if suite != "none" and BENCHMARKS[suite].clean_dataset != self.data.dataset:
             raise ValueError(
-                f"data.val_suite={suite} corrupts {VAL_SUITE_DATASET[suite]} images, "
+                f"data.val_suite={suite} corrupts {BENCHMARKS[suite].clean_dataset} images, "
                 f"but data.dataset={self.data.dataset}"
             )
         needs_validation = [

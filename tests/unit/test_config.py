@@ -204,3 +204,20 @@ def test_cuda_config_without_cuda_exits_2(tmp_path, capsys, monkeypatch):
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "runtime.device=cpu" in err
+
+
+def test_mode_and_benchmark_names_are_their_registries_keys():
+    """Each name is listed once, beside what it names; the config takes its choices there."""
+    from typing import get_args
+
+    from evaluation.benchmarks import BENCHMARKS, Benchmark
+    from evaluation.corruptions.suites import generated_suite
+    from evaluation.request import CLEAN_DATASETS
+    from orchestrator.config import DataSection, NoiseSection
+    from trainers.steps import STEPS, Mode
+
+    assert list(get_args(Mode)) == list(STEPS)
+    assert list(get_args(Benchmark)) == list(BENCHMARKS) == list(CLEAN_DATASETS)
+    assert all(generated_suite(name).benchmark == name for name in BENCHMARKS)
+    assert NoiseSection.model_fields["mode"].annotation == Mode
+    assert get_args(DataSection.model_fields["val_suite"].annotation)[0] == Benchmark
