@@ -221,3 +221,21 @@ def test_mode_and_benchmark_names_are_their_registries_keys():
     assert all(generated_suite(name).benchmark == name for name in BENCHMARKS)
     assert NoiseSection.model_fields["mode"].annotation == Mode
     assert get_args(DataSection.model_fields["val_suite"].annotation)[0] == Benchmark
+
+
+def test_what_training_reads_is_in_the_config():
+    """trainers.train_config names, per section, the keys the loop reads: each is a key of
+    ExperimentConfig (trainers/ cannot import it, so this keeps the two in step)."""
+    import typing
+
+    import trainers.train_config as keys
+    from orchestrator.config import ExperimentConfig
+
+    cfg = load_config(None)
+    for section, protocol in typing.get_type_hints(keys.TrainConfig).items():
+        model = type(getattr(cfg, section))
+        assert model is ExperimentConfig.model_fields[section].annotation, section
+        names = [n for n in protocol.__annotations__ if not n.startswith("_")]
+        missing = [n for n in names if n not in model.model_fields]
+        assert names and not missing, (section, missing)
+    assert set(keys.SharesKeys.__annotations__) == set(type(cfg.noise.shares).model_fields)

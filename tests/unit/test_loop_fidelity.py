@@ -109,7 +109,7 @@ def test_training_reads_the_training_files_only(mnist_root, tmp_path, monkeypatc
 def test_validation_images_are_disjoint_from_training_images(mnist_root, tmp_path):
     cfg = tiny(*MNIST_SMALL, "noise.mode=vanilla")
     run = setup_run(cfg, FakeEnv(tmp_path), data_root=str(mnist_root))
-    train, val = run.loader.dataset, run.val_loader.dataset
+    train, val = run.batches.loader.dataset, run.batches.val_loader.dataset
     assert len(val) == 128 and len(train) == 256
     assert set(train.indices).isdisjoint(val.indices)
     train_images = {x.numpy().tobytes() for x, _ in train}
