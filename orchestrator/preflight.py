@@ -107,15 +107,15 @@ def check_data(cfg: dict[str, Any], root: str, *, may_download: bool = False) ->
                 name,
                 data_root,
                 "train",
-                val_size=data.get("val_size"),
-                split_seed=data.get("split_seed", 0),
-                limit=data.get("limit_train"),
+                val_size=data["val_size"],
+                split_seed=data["split_seed"],
+                limit=data["limit_train"],
             )
         except ValueError as exc:  # e.g. val_size larger than the training set
             raise DataMissingError(f"data: {exc}") from None
     noise, shares = cfg["noise"], cfg["noise"]["shares"]
-    if noise["mode"] == "ant" and shares.get("stylized", 0) > 0:
-        stylized = data.get("stylized_root") or str(Path(root) / "stylized-imagenet" / "train")
+    if noise["mode"] == "ant" and shares["stylized"] > 0:
+        stylized = data["stylized_root"] or str(Path(root) / "stylized-imagenet" / "train")
         _class_folders(Path(stylized), "Stylized-ImageNet")
 
 
