@@ -16,7 +16,7 @@ import torch
 from generators.replay import Snapshot
 from generators.training import train_generator_from_scratch
 from orchestrator.data_sync import is_uri, local_copy
-from trainers.data import IMAGE_SPECS, load_split, resolve_data_root
+from trainers.data import load_split, resolve_data_root
 from trainers.generator_service import cpu_state
 from trainers.models import create_model
 
@@ -59,7 +59,6 @@ class GeneratorTrainer:
         self.classifier = create_model(model["name"], num_classes=model["num_classes"])
         self.kind, self.epsilon = ant["generator"], ant["epsilon"]
         self.iterations, self.lr = ant["restart_iterations"], ant["restart_lr"]
-        self.channels = IMAGE_SPECS[data["dataset"]].channels
         self.trained = 0
 
     def train(self, classifier_state: Snapshot, seed: int) -> Snapshot:

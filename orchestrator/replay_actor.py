@@ -53,9 +53,6 @@ class ReplayStoreActor:
     def ping(self) -> int:
         return len(self.store)
 
-    def state(self) -> ReplayState:
-        return self.store.state()
-
     def checkpoint_state(self) -> tuple[bool, ReplayState]:
         """(complete, state): a store that restarted and is not yet refilled holds only
         part of the history, and the worker then checkpoints what it knows instead."""
