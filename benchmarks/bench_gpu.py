@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass
 import torch
 
 from generators.networks import create_generator
+from generators.rescale import paper_epsilon
 from trainers.device import Precision
 from trainers.mixing import Shares
 from trainers.models import create_model
@@ -41,7 +42,6 @@ MODES = ("vanilla", "gnt", "ant1x1", "ant3x3")
 # The paper's ImageNet settings (docs/METHOD.md): SGD lr 1e-3 momentum 0.9, GNT sigma 0.5,
 # ANT epsilon 135 at 224x224x3 with 50 / 30 / 20 % clean / current / replay.
 GNT_SIGMA = 0.5
-IMAGENET_EPSILON = 135.0
 ANT_SHARES = Shares(clean=0.5, current=0.3, replay=0.2, stylized=0.0)
 REPLAY_GENERATORS = 2
 # On a GPU machine each Train worker gets its GPU and enough CPUs for 4 loader processes.
@@ -71,7 +71,7 @@ class Row:
 
 def _epsilon(image_size: int) -> float:
     # Keep ImageNet's per-coordinate size at other image sizes (docs/METHOD.md).
-    return IMAGENET_EPSILON * (image_size / 224)
+    return paper_epsilon(num_coordinates=3 * image_size * image_size)
 
 
 def make_step(

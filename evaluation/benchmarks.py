@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -56,30 +57,39 @@ MNIST_C_CORRUPTIONS: tuple[str, ...] = (
 MNIST_C_CLEAN = "identity"
 
 
+# The benchmarks antray knows, by name: the one place the names are listed (configs'
+# data.val_suite and antray eval's --benchmark take them from here).
+Benchmark = Literal["mnist-c", "cifar10-c", "imagenet-c"]
+
+
 @dataclass(frozen=True)
 class BenchmarkSpec:
-    name: str
+    name: Benchmark
+    clean_dataset: str  # the clean images it corrupts (trainers.data.IMAGE_SPECS)
     corruptions: tuple[str, ...]
     severities: tuple[int, ...]
     num_classes: int
     layout: str  # one line, quoted in every BenchmarkDataError
 
 
-BENCHMARKS: dict[str, BenchmarkSpec] = {
-    "mnist-c": BenchmarkSpec(
-        "mnist-c", MNIST_C_CORRUPTIONS, (1,), 10,
-        "<root>/mnist_c/<corruption>/test_images.npy (uint8 N x 28 x 28 x 1) "
-        "+ test_labels.npy (N,)",
-    ),
-    "cifar10-c": BenchmarkSpec(
-        "cifar10-c", IMAGENET_C_CORRUPTIONS, (1, 2, 3, 4, 5), 10,
-        "<root>/CIFAR-10-C/<corruption>.npy (uint8 5*M x 32 x 32 x 3, 5 severities of M rows) "
-        "+ <root>/CIFAR-10-C/labels.npy (5*M,)",
-    ),
-    "imagenet-c": BenchmarkSpec(
-        "imagenet-c", IMAGENET_C_CORRUPTIONS, (1, 2, 3, 4, 5), 1000,
-        "<root>/<corruption>/<severity>/<wnid>/*.JPEG",
-    ),
+BENCHMARKS: dict[Benchmark, BenchmarkSpec] = {
+    spec.name: spec
+    for spec in (
+        BenchmarkSpec(
+            "mnist-c", "mnist", MNIST_C_CORRUPTIONS, (1,), 10,
+            "<root>/mnist_c/<corruption>/test_images.npy (uint8 N x 28 x 28 x 1) "
+            "+ test_labels.npy (N,)",
+        ),
+        BenchmarkSpec(
+            "cifar10-c", "cifar10", IMAGENET_C_CORRUPTIONS, (1, 2, 3, 4, 5), 10,
+            "<root>/CIFAR-10-C/<corruption>.npy (uint8 5*M x 32 x 32 x 3, 5 severities of M "
+            "rows) + <root>/CIFAR-10-C/labels.npy (5*M,)",
+        ),
+        BenchmarkSpec(
+            "imagenet-c", "imagenet", IMAGENET_C_CORRUPTIONS, (1, 2, 3, 4, 5), 1000,
+            "<root>/<corruption>/<severity>/<wnid>/*.JPEG",
+        ),
+    )
 }  # fmt: skip
 
 # ImageNet-C's files are already 224x224 crops of the validation images: read them as they

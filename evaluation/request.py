@@ -23,10 +23,9 @@ from typing import Annotated, Any, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from evaluation.benchmarks import BENCHMARKS
+from evaluation.benchmarks import BENCHMARKS, Benchmark
 from evaluation.corruptions.suites import generated_suite
-from generators.rescale import IMAGENET_EPSILON, IMAGENET_NUM_COORDINATES, convert_epsilon
-from trainers.data import IMAGE_SPECS, default_val_size, resolve_data_root
+from trainers.data import IMAGE_SPECS, default_val_size, resolve_data_root, unreachable_epsilon
 
 
 class EvalInputError(ValueError):
@@ -38,11 +37,7 @@ PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 NonNegFloat = Annotated[float, Field(ge=0.0)]
 
-CLEAN_DATASETS: dict[str, str] = {
-    "mnist-c": "mnist",
-    "cifar10-c": "cifar10",
-    "imagenet-c": "imagenet",
-}
+CLEAN_DATASETS: dict[str, str] = {name: spec.clean_dataset for name, spec in BENCHMARKS.items()}
 # Datasets a model may have been trained on to be evaluated on a benchmark (same image shape).
 COMPATIBLE_DATASETS: dict[str, tuple[str, ...]] = {
     "mnist-c": ("mnist", "synthetic"),
@@ -63,13 +58,9 @@ DEFAULT_PGD_EPSILONS: dict[str, dict[str, tuple[float, ...]]] = {
 
 
 def default_eps_star_epsilon(dataset: str) -> float:
-    """The paper's generator size (135 at 224x224x3) at the dataset's image size, keeping
-    the per-coordinate size (docs/METHOD.md, "Images and sizes")."""
-    return convert_epsilon(
-        IMAGENET_EPSILON,
-        from_coordinates=IMAGENET_NUM_COORDINATES,
-        to_coordinates=IMAGE_SPECS[dataset].num_coordinates,
-    )
+    """The paper's generator size at the dataset's image size, keeping the per-coordinate
+    size (docs/METHOD.md, "Images and sizes"): the default ``ant.epsilon`` too."""
+    return IMAGE_SPECS[dataset].default_epsilon
 
 
 def default_benchmark_root(benchmark: str, data_root: str | Path | None) -> Path:
@@ -151,7 +142,7 @@ class EvalRequest(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    benchmark: Literal["mnist-c", "cifar10-c", "imagenet-c"]
+    benchmark: Benchmark
     # Which images: "test" (the benchmark's test images, files or generated) or "val"
     # (generated corruptions of the validation split carved from the training images:
     # what tuning and choosing defaults read).
@@ -228,6 +219,10 @@ class EvalRequest(BaseModel):
             severities=self.severities,
         )
         check_model_dataset(self.benchmark, self.clean_dataset)
+        if self.eps_star_epsilon is not None and self.clean_dataset in IMAGE_SPECS:
+            problem = unreachable_epsilon(self.eps_star_epsilon, self.clean_dataset)
+            if problem:
+                raise ValueError(f"--eps-star-epsilon {problem}")
         return self
 
     @classmethod

@@ -9,9 +9,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 Snapshot = dict[str, Any]  # a generator's state_dict (CPU tensors)
+
+
+class ReplayState(TypedDict):
+    """A store's whole content, as checkpoints keep it."""
+
+    items: list[tuple[int, Any]]  # (snapshot id, snapshot), oldest first
+    next_id: int
+    version: int
+    rng: Any  # random.Random.getstate(); None: keep the store's own
 
 
 class ReplayStore:
@@ -49,18 +58,11 @@ class ReplayStore:
     def __len__(self) -> int:
         return len(self._items)
 
-    def ids(self) -> list[int]:
-        return [i for i, _ in self._items]
-
     def entries(self) -> list[tuple[int, Any]]:
         """(id, stored value) pairs: values, or ObjectRefs in the Ray actor."""
         return list(self._items)
 
-    def sample(self, k: int) -> list[tuple[int, Any]]:
-        """Up to ``k`` distinct entries, uniformly (fewer while the store is small)."""
-        return self._rng.sample(self._items, min(k, len(self._items)))
-
-    def state(self) -> dict[str, Any]:
+    def state(self) -> ReplayState:
         """Everything needed to rebuild the store: snapshots by value, ids, rng."""
         return {
             "items": [(i, self._get(v)) for i, v in self._items],
@@ -69,7 +71,7 @@ class ReplayStore:
             "rng": self._rng.getstate(),
         }
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: ReplayState) -> None:
         self._items = [(i, self._put(v)) for i, v in state["items"]][-self.capacity :]
         self._next_id = state["next_id"]
         self.version = state["version"] + 1

@@ -42,6 +42,19 @@ def convert_epsilon(epsilon: float, *, from_coordinates: int, to_coordinates: in
     return epsilon_from_per_coordinate(scale, num_coordinates=to_coordinates)
 
 
+def paper_epsilon(*, num_coordinates: int) -> float:
+    """The paper's ImageNet size carried to N coordinates at its per-coordinate size: the
+    default ``ant.epsilon`` and eps* generator size (9.74 at 28x28, 19.3 at 32x32x3)."""
+    return IMAGENET_EPSILON * math.sqrt(num_coordinates / IMAGENET_NUM_COORDINATES)
+
+
+def largest_distance(*, num_coordinates: int) -> float:
+    """``sqrt(N)``: the l2 distance between the all-0 and the all-1 image, the largest
+    between any two images in [0, 1]^N. A size at or above it is out of reach for every
+    image and direction: the rescaling returns the saturated image."""
+    return math.sqrt(num_coordinates)
+
+
 def saturated(x: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
     """``lim eta->inf clip(x + eta * delta)``: every moving coordinate pushed to its border."""
     return torch.where(

@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import torch
 
-# ImageNet-C severities 1..5 (Hendrycks & Dietterich 2019), used by GNT-mult and Speckle.
-IMAGENET_C_GAUSSIAN_SIGMAS = (0.08, 0.12, 0.18, 0.26, 0.38)
+# ImageNet-C's speckle severities 1..5 (Hendrycks & Dietterich 2019): Speckle training's
+# levels (GNT-mult's Gaussian levels are in configs/imagenet_gnt_mult.yaml).
 IMAGENET_C_SPECKLE_LEVELS = (0.15, 0.2, 0.35, 0.45, 0.6)
 
 

@@ -58,9 +58,6 @@ class ClusterShape:
         ]
         return "; ".join(parts) or "no nodes"
 
-    def offers(self, resource: str) -> bool:
-        return any(t.resources.get(resource, 0) > 0 and t.max_count > 0 for t in self.node_types)
-
 
 def _describe(resources: Resources) -> str:
     shown = {k: v for k, v in resources.items() if v > 0 and k not in _IGNORED}

@@ -188,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "config":
             from orchestrator.config import load_config
 
-            print(load_config(args.config, args.overrides).to_yaml(), end="")
+            cfg = load_config(args.config, args.overrides)
+            print(cfg.to_yaml() + cfg.sizes(), end="")
             return 0
         if args.command == "eval":
             from evaluation.cli import run_eval

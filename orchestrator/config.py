@@ -7,6 +7,7 @@ where the paper gives one (docs/METHOD.md); MNIST-specific values live in config
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -20,15 +21,16 @@ from pydantic import (
     model_validator,
 )
 
+from evaluation.benchmarks import BENCHMARKS, Benchmark
+from generators.samplers import IMAGENET_C_SPECKLE_LEVELS
+from generators.training import FROM_SCRATCH_ITERATIONS, FROM_SCRATCH_LR, JOINT_LR
 from orchestrator.errors import UserError
+from trainers.data import IMAGE_SPECS, unreachable_epsilon
+from trainers.steps import Mode
 
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegInt = Annotated[int, Field(ge=0)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
-
-
-# The clean dataset each generated validation suite corrupts (evaluation.benchmarks).
-VAL_SUITE_DATASET = {"mnist-c": "mnist", "cifar10-c": "cifar10", "imagenet-c": "imagenet"}
 
 
 class _Frozen(BaseModel):
@@ -58,11 +60,10 @@ class DataSection(_Frozen):
     split_seed: NonNegInt = 0
     limit_train: PositiveInt | None = None  # first N training images (tests, smoke runs)
     limit_val: PositiveInt | None = None  # first N validation images
-    limit_test: PositiveInt | None = None
     # The generated corruption suite on the validation split, measured after every epoch:
     # ``val_corruption_acc`` (mean top-1 over the suite's splits on the first
     # val_suite_images validation images), what ``antray tune`` ranks trials by. "none": off.
-    val_suite: Literal["none", "mnist-c", "cifar10-c", "imagenet-c"] = "none"
+    val_suite: Benchmark | Literal["none"] = "none"
     val_suite_images: PositiveInt = 1000
 
 
@@ -112,9 +113,9 @@ class SharesSection(_Frozen):
 
 
 class NoiseSection(_Frozen):
-    mode: Literal["vanilla", "gnt", "speckle", "ant"] = "ant"
+    mode: Mode = "ant"
     sigmas: tuple[Annotated[float, Field(ge=0)], ...] = (0.5,)  # GNT: one, or a set per image
-    speckle_levels: tuple[Annotated[float, Field(ge=0)], ...] = (0.15, 0.2, 0.35, 0.45, 0.6)
+    speckle_levels: tuple[Annotated[float, Field(ge=0)], ...] = IMAGENET_C_SPECKLE_LEVELS
     shares: SharesSection = SharesSection()
 
     @model_validator(mode="after")
@@ -130,10 +131,15 @@ class NoiseSection(_Frozen):
 
 class AntSection(_Frozen):
     generator: Literal["1x1", "3x3"] = "1x1"
-    epsilon: Annotated[float, Field(gt=0)] = 135.0  # l2 size in [0,1] pixel units
-    generator_lr: Annotated[float, Field(gt=0)] = 1e-4
-    restart_lr: Annotated[float, Field(gt=0)] = 5e-4
-    restart_iterations: NonNegInt = 1000  # 0 disables restarts
+    # The l2 size of each perturbation over the whole image, in [0, 1] pixel units: the one
+    # unit of every epsilon antray takes (--set, tune's --grid, eval's --eps-star-epsilon).
+    # It must stay below the dataset's largest distance, sqrt(number of coordinates).
+    # None: ImageNet's 135 at the dataset's image size (9.74 MNIST, 19.3 CIFAR-10), filled
+    # in when the config is validated, so a resolved config always holds a number.
+    epsilon: Annotated[float, Field(gt=0)] | None = None
+    generator_lr: Annotated[float, Field(gt=0)] = JOINT_LR
+    restart_lr: Annotated[float, Field(gt=0)] = FROM_SCRATCH_LR
+    restart_iterations: NonNegInt = FROM_SCRATCH_ITERATIONS  # 0 disables restarts
     # Restart at step 0 and then every N steps; None: at every epoch start, the first
     # included (reference). trainers/generator_life.py has the whole schedule.
     restart_every_steps: PositiveInt | None = None
@@ -237,8 +243,30 @@ class ExperimentConfig(_Frozen):
     runtime: RuntimeSection = RuntimeSection()
     tracking: TrackingSection = TrackingSection()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_defaults(cls, raw: Any) -> Any:
+        """``ant.epsilon`` left out: the dataset's default size (``ImageSpec.default_epsilon``)."""
+        if not isinstance(raw, dict):
+            return raw
+        data, ant = raw.get("data") or {}, raw.get("ant") or {}
+        default = DataSection.model_fields["dataset"].default
+        dataset = data.get("dataset", default) if isinstance(data, dict) else data.dataset
+        epsilon = ant.get("epsilon") if isinstance(ant, dict) else getattr(ant, "epsilon", None)
+        if epsilon is not None or dataset not in IMAGE_SPECS:  # a bad name: reported by its field
+            return raw
+        size = IMAGE_SPECS[dataset].default_epsilon
+        if isinstance(ant, dict):
+            return {**raw, "ant": {**ant, "epsilon": size}}
+        if isinstance(ant, AntSection):
+            return {**raw, "ant": ant.model_copy(update={"epsilon": size})}
+        return raw
+
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentConfig:
+        problem = unreachable_epsilon(self.ant.epsilon, self.data.dataset)  # type: ignore[arg-type]
+        if problem:
+            raise ValueError(f"ant.epsilon={problem} (data.dataset={self.data.dataset})")
         workers = self.runtime.max_workers
         if self.data.batch_size < workers:
             raise ValueError(
@@ -247,9 +275,9 @@ class ExperimentConfig(_Frozen):
                 "global batch of one update and every worker needs at least one image of it"
             )
         suite = self.data.val_suite
-        if suite != "none" and VAL_SUITE_DATASET[suite] != self.data.dataset:
+        if suite != "none" and BENCHMARKS[suite].clean_dataset != self.data.dataset:
             raise ValueError(
-                f"data.val_suite={suite} corrupts {VAL_SUITE_DATASET[suite]} images, "
+                f"data.val_suite={suite} corrupts {BENCHMARKS[suite].clean_dataset} images, "
                 f"but data.dataset={self.data.dataset}"
             )
         needs_validation = [
@@ -274,6 +302,25 @@ class ExperimentConfig(_Frozen):
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def sizes(self) -> str:
+        """The sizes above in both units, as YAML comments (``antray config show``): an l2
+        size over N coordinates is ``sqrt(N)`` times its per-coordinate RMS size."""
+        spec = IMAGE_SPECS[self.data.dataset]
+        n, root = spec.num_coordinates, math.sqrt(spec.num_coordinates)
+        eps = self.ant.epsilon or 0.0
+        sigmas = ", ".join(f"{s:g}" for s in self.noise.sigmas)
+        sigmas_l2 = ", ".join(f"{s * root:.4g}" for s in self.noise.sigmas)
+        return "\n".join(
+            [
+                f"# sizes on {self.data.dataset}'s {spec.shape} images, N = {n} coordinates "
+                f"(docs/METHOD.md, 'Images and sizes'):",
+                f"#   ant.epsilon {eps:.4g} (l2) = {eps / root:.4g} per coordinate (RMS, l2 / "
+                f"sqrt(N)); below {spec.largest_distance:.4g}, the largest l2 distance",
+                f"#   noise.sigmas {sigmas} (per coordinate): l2 about {sigmas_l2} before clipping",
+                "",
+            ]
+        )
 
 
 def _whole(value: Any) -> bool:
@@ -329,7 +376,27 @@ def _deep_copy(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: _deep_copy(v) if isinstance(v, dict) else v for k, v in raw.items()}
 
 
+# Keys earlier versions had, with the value their resolved config.yaml holds by default
+# (so a run directory saved then still resumes) and why the key went.
+RETIRED_KEYS: dict[tuple[str, str], tuple[Any, str]] = {
+    ("data", "limit_test"): (None, "training never reads the test images (antray eval --limit)"),
+}
+
+
+def _drop_retired(raw: dict[str, Any], source: str) -> dict[str, Any]:
+    out = dict(raw)
+    for (section, key), (default, why) in RETIRED_KEYS.items():
+        values = out.get(section)
+        if not isinstance(values, dict) or key not in values:
+            continue
+        if values[key] != default:
+            raise UserError(f"config error in {source}: {section}.{key}: no longer a key: {why}")
+        out[section] = {k: v for k, v in values.items() if k != key}
+    return out
+
+
 def validate_config(raw: dict[str, Any], *, source: str = "<config>") -> ExperimentConfig:
+    raw = _drop_retired(raw, source)
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:

@@ -19,8 +19,7 @@ from torch import nn
 from tqdm import tqdm
 
 from evaluation.corruption_loop import EvalSettings, ShardMapper, evaluate_splits
-from evaluation.request import EvalRequest, Split
-from evaluation.runner import evaluate
+from evaluation.request import Split
 
 
 def run_shard(
@@ -36,7 +35,7 @@ def run_shard(
 def _init_ray(address: str | None) -> None:
     """The same start-or-join as ``antray train`` (probe first, one-line errors), without
     waiting for the State API: evaluation runs plain tasks, no Train run to clean up."""
-    from orchestrator.ray_runner import ensure_ray
+    from orchestrator.ray_instance import ensure_ray
 
     ensure_ray(address, wait_state_api=False)
 
@@ -96,23 +95,4 @@ def ray_shard_mapper(
     return mapper
 
 
-def evaluate_distributed(
-    model: nn.Module,
-    request: EvalRequest,
-    *,
-    address: str | None = None,
-    cpus_per_task: float = 1.0,
-    gpus_per_task: float | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """``evaluation.runner.evaluate`` with the corruption splits fanned out over Ray tasks,
-    ``request.num_workers`` at a time (1: no Ray at all)."""
-    distribute = None
-    if request.num_workers > 1:
-        distribute = ray_shard_mapper(
-            address=address, cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task
-        )
-    return evaluate(model, request, distribute=distribute, metadata=metadata)
-
-
-__all__ = ["evaluate_distributed", "ray_shard_mapper", "run_shard"]
+__all__ = ["ray_shard_mapper", "run_shard"]

@@ -24,12 +24,8 @@ from orchestrator.capacity import (
     local_shape,
 )
 from orchestrator.errors import UserError
+from orchestrator.ray_instance import HEAD_SLIVER, ensure_ray, joins_cluster
 from orchestrator.storage import RunLocation, probe_storage
-
-# A sliver of the head marker resource per pinned actor or trial driver; the head offers
-# HEAD_RESOURCE_AMOUNT, so a thousand of them fit.
-HEAD_SLIVER = 0.001
-HEAD_RESOURCE_AMOUNT = 1.0
 
 
 def check_model(cfg: Any) -> None:
@@ -56,7 +52,6 @@ def check_run(
     cheap: config-only ones, then the data and storage, then (Ray) join or start Ray and,
     on a cluster, what can only be checked there."""
     from orchestrator.data_sync import check_uri, is_uri
-    from orchestrator.ray_runner import ensure_ray, joins_cluster
     from trainers.data import resolve_data_root
 
     check_model(cfg)
@@ -92,7 +87,9 @@ def check_run(
 
 
 def check_data(cfg: dict[str, Any], root: str, *, may_download: bool = False) -> None:
-    """Raise ``DataMissingError`` (exit 2) when the data the run reads is missing.
+    """Raise ``DataMissingError`` (exit 2) when the data the run reads is missing: the
+    training images (the validation split is carved from them), never the test images,
+    which only ``antray eval`` reads.
 
     A plain function of a config dict, so it can also run as a Ray task on the node type
     the workers use. MNIST and CIFAR-10 are read (seconds); for ImageNet-style folders
@@ -102,25 +99,23 @@ def check_data(cfg: dict[str, Any], root: str, *, may_download: bool = False) ->
     data = cfg["data"]
     name = data["dataset"]
     data_root = DataRoot(Path(root), may_download=may_download)
-    if name in ("imagenet",):
-        for split in ("train", "val"):
-            _class_folders(Path(root) / "imagenet" / split, "ImageNet")
+    if name == "imagenet":
+        _class_folders(Path(root) / "imagenet" / "train", "ImageNet")
     elif name not in GENERATED:
         try:
             load_split(
                 name,
                 data_root,
                 "train",
-                val_size=data.get("val_size"),
-                split_seed=data.get("split_seed", 0),
-                limit=data.get("limit_train"),
+                val_size=data["val_size"],
+                split_seed=data["split_seed"],
+                limit=data["limit_train"],
             )
-            load_split(name, data_root, "test", limit=data.get("limit_test"))
         except ValueError as exc:  # e.g. val_size larger than the training set
             raise DataMissingError(f"data: {exc}") from None
     noise, shares = cfg["noise"], cfg["noise"]["shares"]
-    if noise["mode"] == "ant" and shares.get("stylized", 0) > 0:
-        stylized = data.get("stylized_root") or str(Path(root) / "stylized-imagenet" / "train")
+    if noise["mode"] == "ant" and shares["stylized"] > 0:
+        stylized = data["stylized_root"] or str(Path(root) / "stylized-imagenet" / "train")
         _class_folders(Path(stylized), "Stylized-ImageNet")
 
 

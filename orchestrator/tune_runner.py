@@ -14,13 +14,13 @@ from typing import Any
 
 from orchestrator.config import ExperimentConfig, apply_overrides, validate_config
 from orchestrator.errors import TrainingFault, UserError
-from orchestrator.preflight import HEAD_SLIVER
-from orchestrator.ray_runner import OUTSIDE_ANY_PLACEMENT_GROUP
+from orchestrator.ray_instance import HEAD_SLIVER, OUTSIDE_ANY_PLACEMENT_GROUP
 from orchestrator.run_dir import CONFIG_FILE, prepare_run_dir
 from orchestrator.storage import RunLocation, Storage
 from orchestrator.suite_validation import MEAN_KEY, suite_metrics
 from trainers.best_epoch import reported_metric
 from tune_spaces import SPACES, SearchSpace, asha_scheduler, param_space
+from tune_spaces.spaces import space_bounds
 
 RESULTS_FILE = "tune_results.csv"
 BEST_FILE = "best.json"
@@ -76,8 +76,7 @@ def tune_from_config(
     metric = metric or default_metric(cfg)
     check_metric(cfg, metric)
     space = SPACES[space_name]
-    for value in grid or []:
-        check_grid_value(cfg, space, value)
+    check_space_values(cfg, space, grid)
     if mode not in ("max", "min"):
         raise UserError(f"--mode must be max or min, got {mode!r}")
     if scheduler not in SCHEDULERS:
@@ -208,7 +207,7 @@ def trials_at_once(
     import ray
 
     from orchestrator import capacity, preflight
-    from orchestrator.ray_runner import joins_cluster
+    from orchestrator.ray_instance import joins_cluster
 
     rt = cfg.runtime
     head = rt.head_resource if ray.cluster_resources().get(rt.head_resource, 0) > 0 else None
@@ -265,6 +264,25 @@ def check_grid_value(cfg: ExperimentConfig, space: SearchSpace, value: float) ->
         apply_overrides(cfg.to_dict(), space.overrides(value)),
         source=f"--grid {space.key}={value:g}",
     )
+
+
+def check_space_values(cfg: ExperimentConfig, space: SearchSpace, grid: list[float] | None) -> None:
+    """Every value a trial can get makes a valid trial config: each ``--grid`` value, else
+    both ends of the sampled range (an epsilon out of the dataset's reach is refused here,
+    with the limit, before anything starts)."""
+    from trainers.data import IMAGE_SPECS
+
+    if grid:
+        for value in grid:
+            check_grid_value(cfg, space, value)
+        return
+    spec = IMAGE_SPECS[cfg.data.dataset]
+    low, high = space_bounds(space, num_coordinates=spec.num_coordinates)
+    for value in (low, high):
+        validate_config(
+            apply_overrides(cfg.to_dict(), space.overrides(value)),
+            source=f"--space {space.name} (samples {space.key} from {low:.4g} to {high:.4g})",
+        )
 
 
 def default_metric(cfg: ExperimentConfig) -> str:

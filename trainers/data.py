@@ -18,6 +18,8 @@ import torch
 from filelock import FileLock
 from torch.utils.data import Dataset, Subset, TensorDataset
 
+from generators.rescale import largest_distance, paper_epsilon
+
 DATA_ROOT_ENV = "ANTRAY_DATA_ROOT"
 DEFAULT_DATA_ROOT = Path("data")
 
@@ -57,6 +59,20 @@ class ImageSpec:
     def num_coordinates(self) -> int:
         return self.channels * self.height * self.width
 
+    @property
+    def shape(self) -> str:
+        return f"{self.height}x{self.width}x{self.channels}"
+
+    @property
+    def default_epsilon(self) -> float:
+        """ImageNet's 135 at this image size (docs/METHOD.md, "Images and sizes")."""
+        return paper_epsilon(num_coordinates=self.num_coordinates)
+
+    @property
+    def largest_distance(self) -> float:
+        """The largest l2 size a perturbation of these images can have (sqrt(N))."""
+        return largest_distance(num_coordinates=self.num_coordinates)
+
 
 IMAGE_SPECS = {
     "mnist": ImageSpec(1, 28, 28, 10),
@@ -65,6 +81,20 @@ IMAGE_SPECS = {
     "cifar10": ImageSpec(3, 32, 32, 10),
     "imagenet": ImageSpec(3, 224, 224, 1000),
 }
+
+
+def unreachable_epsilon(epsilon: float, dataset: str) -> str | None:
+    """Why the l2 size ``epsilon`` cannot perturb ``dataset``'s images, or None if it can:
+    at or above the largest distance every perturbation is the saturated image, and a
+    generator trained at that size gets no gradient."""
+    spec = IMAGE_SPECS[dataset]
+    if epsilon < spec.largest_distance:
+        return None
+    return (
+        f"{epsilon:g} is at or above {spec.largest_distance:.4g}, the largest l2 distance "
+        f"between two {spec.shape} images in [0, 1] (sqrt({spec.num_coordinates})): every "
+        "perturbation would be the saturated image"
+    )
 
 
 def _read_idx(path: Path) -> np.ndarray:

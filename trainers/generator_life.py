@@ -38,6 +38,7 @@ from generators.networks import NoiseGenerator
 from generators.optim import load_optimizer_state
 from trainers.generator_service import GeneratorService, cpu_state
 from trainers.steps import bare
+from trainers.train_config import AntKeys
 
 # Service counters that are also reported per epoch (as ``<name>_epoch``).
 EPOCH_COUNTERS = (
@@ -56,7 +57,7 @@ class Schedule:
     replay_per_batch: int
 
     @classmethod
-    def from_config(cls, ant: Any) -> Schedule:
+    def from_config(cls, ant: AntKeys) -> Schedule:
         return cls(
             restarts=ant.restart_iterations > 0,
             restart_every_steps=ant.restart_every_steps,

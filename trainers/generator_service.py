@@ -2,7 +2,7 @@
 
 The loop only talks to this interface. ``InlineGeneratorService`` is the paper's
 reference behaviour in one process: a restart blocks while a generator is trained
-from scratch. The Ray implementation (orchestrator/generator_actors.py) trains on a
+from scratch. The Ray implementation (orchestrator/generator_client.py) trains on a
 separate actor and never blocks a step.
 """
 

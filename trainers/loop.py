@@ -27,6 +27,7 @@ from trainers.progress import ProgressMeter
 from trainers.run import Run, ServiceFactory, checkpoint_state, setup_run
 from trainers.steps import bare
 from trainers.sync import agree
+from trainers.train_config import TrainConfig
 from trainers.validation import SuiteValidationFactory, quick_validation
 from trainers.worker_env import WorkerEnv
 
@@ -45,7 +46,7 @@ class EpochResult:
 
 
 def run_worker(
-    cfg: Any,
+    cfg: TrainConfig,
     env: WorkerEnv,
     *,
     make_service: ServiceFactory | None = None,
@@ -54,17 +55,17 @@ def run_worker(
 ) -> dict[str, Any]:
     """Train from a resolved config on this worker; returns the final metrics.
 
-    ``cfg`` is an ``orchestrator.config.ExperimentConfig`` (duck-typed here so that
-    trainers/ does not depend on orchestrator/). ``make_suite_validation`` builds rank 0's
-    epoch-end corruption-suite measurement (``orchestrator.suite_validation``).
+    ``cfg`` is an ``orchestrator.config.ExperimentConfig`` (``TrainConfig`` names what is
+    read of it, so that trainers/ does not depend on orchestrator/). ``make_suite_validation``
+    builds rank 0's epoch-end corruption-suite measurement (``orchestrator.suite_validation``).
     """
     run = setup_run(cfg, env, make_service=make_service, data_root=data_root)
     if env.rank == 0 and make_suite_validation is not None:
         run.suite_validation = make_suite_validation(cfg, data_root, run.precision.device)
     final: dict[str, Any] = {}
     try:
-        for epoch in range(run.start_epoch, cfg.optim.epochs):
-            if run.step >= run.total_steps:
+        for epoch in range(run.progress.start_epoch, cfg.optim.epochs):
+            if run.progress.step >= run.progress.total_steps:
                 break
             result = train_one_epoch(run, epoch)
             if result.error is not None:
@@ -81,28 +82,29 @@ def run_worker(
 def train_one_epoch(run: Run, epoch: int) -> EpochResult:
     """One pass over this worker's share of the training split, in the epoch's seeded
     order; a run resumed mid-epoch skips the batches it already trained on."""
-    skip = run.resume_at if epoch == run.start_epoch else 0
-    run.order.set_epoch(epoch, start=skip)
+    at, classifier = run.progress, run.classifier
+    skip = at.resume_at if epoch == at.start_epoch else 0
+    run.batches.order.set_epoch(epoch, start=skip)
     tally, meter = EpochTally(), _meter(run, epoch)
     if run.life is not None:
         run.life.begin_epoch()
     done = skip  # batches of this epoch trained so far
-    for x, y in run.loader:
+    for x, y in run.batches.loader:
         t0 = time.perf_counter()
         if step_boundary(run, epoch_start=done == 0):
             return EpochResult(_summary(run, epoch, tally, meter), done, interrupted=True)
         metrics = run.train_step(x, y)
         if not math.isfinite(metrics["loss"]):
             return EpochResult({}, error=_nonfinite(run, epoch, metrics["loss"]))
-        run.step += 1
+        at.step += 1
         done += 1
-        if run.average is not None:
-            run.average.update(bare(run.model))
+        if classifier.average is not None:
+            classifier.average.update(bare(classifier.model))
         tally.add(metrics, time.perf_counter() - t0)
-        meter.update(run.step, int(metrics["images"]), metrics["loss"])
+        meter.update(at.step, int(metrics["images"]), metrics["loss"])
         if run.life is not None:
-            run.life.after_step(run.step)
-        if run.step >= run.total_steps:
+            run.life.after_step(at.step)
+        if at.step >= at.total_steps:
             break
         if _mid_epoch_checkpoint_due(run, done):
             _report_mid_epoch(run, epoch, done, tally)
@@ -115,9 +117,9 @@ def step_boundary(run: Run, *, epoch_start: bool) -> bool:
 
     The agreement is one tiny tensor broadcast, only on steps where something could have
     changed; the generator's weights travel only when a restart is ready."""
-    env, life = run.env, run.life
-    check_stop = run.step % STOP_CHECK_EVERY_STEPS == 0
-    ready = life.before_step(run.step, epoch_start=epoch_start) if life is not None else False
+    env, life, step = run.env, run.life, run.progress.step
+    check_stop = step % STOP_CHECK_EVERY_STEPS == 0
+    ready = life.before_step(step, epoch_start=epoch_start) if life is not None else False
     stop = check_stop and env.rank == 0 and env.stop_requested()
     restarts = life is not None and life.schedule.restarts
     if env.world_size > 1 and (check_stop or restarts):
@@ -129,25 +131,25 @@ def step_boundary(run: Run, *, epoch_start: bool) -> bool:
 
 def end_epoch(run: Run, epoch: int, result: EpochResult) -> dict[str, float]:
     """Learning-rate schedule, quick validation (rank 0), and one report with a checkpoint."""
-    cfg, env = run.cfg, run.env
+    cfg, env, classifier = run.cfg, run.env, run.classifier
     metrics = result.metrics
     if result.interrupted:
         metrics["interrupted"] = 1.0
     else:
-        run.scheduler.step()
-        if env.rank == 0 and run.val_loader is not None:
+        classifier.scheduler.step()
+        if env.rank == 0 and run.batches.val_loader is not None:
             metrics.update(_validate(run))
         if run.suite_validation is not None:
-            metrics.update(run.suite_validation(run.served_model()))
-            if run.average is not None:  # the live weights too, to compare with the average
-                live = run.suite_validation(bare(run.model))
+            metrics.update(run.suite_validation(classifier.served()))
+            if classifier.average is not None:  # the live weights too, beside the average
+                live = run.suite_validation(bare(classifier.model))
                 metrics.update({LIVE_PREFIX + k: v for k, v in live.items()})
-        if run.best is not None:  # rank 0, optim.select_epoch=best_val
-            run.best.offer(epoch, metrics, run.served_model())
-            metrics.update(run.best.metrics())
+        if classifier.best is not None:  # rank 0, optim.select_epoch=best_val
+            classifier.best.offer(epoch, metrics, classifier.served())
+            metrics.update(classifier.best.metrics())
         if env.rank == 0:
             print(epoch_line(metrics, cfg.optim.epochs), flush=True)
-    last = epoch + 1 == cfg.optim.epochs or run.step >= run.total_steps
+    last = epoch + 1 == cfg.optim.epochs or run.progress.step >= run.progress.total_steps
     due = (epoch + 1) % cfg.runtime.checkpoint_every_epochs == 0 or last or result.interrupted
     checkpoint = None
     if env.rank == 0 and due:
@@ -160,15 +162,15 @@ def end_epoch(run: Run, epoch: int, result: EpochResult) -> dict[str, float]:
         )
     env.report(metrics, checkpoint)
     if result.interrupted and env.rank == 0:
-        print(f"interrupted in epoch {epoch + 1} at step {run.step}; checkpoint saved")
+        print(f"interrupted in epoch {epoch + 1} at step {run.progress.step}; checkpoint saved")
     return metrics
 
 
 def _validate(run: Run) -> dict[str, float]:
     generator = bare(run.life.generator) if run.life is not None else None
     return quick_validation(
-        run.served_model(),
-        run.val_loader,  # type: ignore[arg-type]
+        run.classifier.served(),
+        run.batches.val_loader,  # type: ignore[arg-type]
         run.precision,
         generator=generator,
         epsilon=run.cfg.ant.epsilon if generator is not None else None,
@@ -177,7 +179,7 @@ def _validate(run: Run) -> dict[str, float]:
 
 def _meter(run: Run, epoch: int) -> ProgressMeter:
     return ProgressMeter(
-        run.total_steps,
+        run.progress.total_steps,
         every=run.cfg.runtime.log_every_steps,
         enabled=run.env.rank == 0,
         prefix=f"epoch {epoch + 1}/{run.cfg.optim.epochs} ",
@@ -185,7 +187,7 @@ def _meter(run: Run, epoch: int) -> ProgressMeter:
 
 
 def _summary(run: Run, epoch: int, tally: EpochTally, meter: ProgressMeter) -> dict[str, float]:
-    metrics = tally.summary(epoch=epoch, step=run.step, images_per_s=meter.rate())
+    metrics = tally.summary(epoch=epoch, step=run.progress.step, images_per_s=meter.rate())
     metrics["epoch_time_s"] = time.perf_counter() - meter.start  # the step loop only
     # The data-parallel group's size this epoch ran at (elastic groups change it).
     metrics["workers"] = float(run.env.world_size)
@@ -198,9 +200,8 @@ def _summary(run: Run, epoch: int, tally: EpochTally, meter: ProgressMeter) -> d
 
 
 def _mid_epoch_checkpoint_due(run: Run, done: int) -> bool:
-    # The key belongs to runtime (spot nodes); read softly so older configs work.
-    every = getattr(run.cfg.runtime, "checkpoint_every_steps", None)
-    return bool(every) and run.step % every == 0 and done < run.steps_per_epoch
+    every, at = run.cfg.runtime.checkpoint_every_steps, run.progress
+    return every is not None and at.step % every == 0 and done < at.steps_per_epoch
 
 
 def _report_mid_epoch(run: Run, epoch: int, done: int, tally: EpochTally) -> None:
@@ -208,7 +209,7 @@ def _report_mid_epoch(run: Run, epoch: int, done: int, tally: EpochTally) -> Non
     at this step of this epoch."""
     metrics = {
         "epoch": float(epoch + 1),
-        "step": float(run.step),
+        "step": float(run.progress.step),
         "mid_epoch": 1.0,
         "train_loss": tally.sums.get("loss", 0.0) / max(tally.steps, 1),
     }
@@ -223,9 +224,10 @@ def _report_mid_epoch(run: Run, epoch: int, done: int, tally: EpochTally) -> Non
 def _nonfinite(run: Run, epoch: int, loss: float) -> dict[str, Any]:
     """Stop cleanly on every rank (no retry would help) and keep the last good checkpoint:
     nothing is reported with state from here on."""
+    step = run.progress.step
     message = (
-        f"loss is {loss} at epoch {epoch + 1} step {run.step + 1}; the last good checkpoint is kept"
+        f"loss is {loss} at epoch {epoch + 1} step {step + 1}; the last good checkpoint is kept"
     )
     if run.env.rank == 0:
         print(f"antray: {message}", flush=True)
-    return {"error": "nonfinite_loss", "message": message, "step": float(run.step)}
+    return {"error": "nonfinite_loss", "message": message, "step": float(step)}

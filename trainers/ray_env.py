@@ -55,11 +55,6 @@ class RayTrainEnv:
         # Batches move to the device in the loop (pinned, non-blocking).
         return ray.train.torch.prepare_data_loader(loader, move_to_device=False)
 
-    def set_epoch(self, loader: DataLoader, epoch: int) -> None:
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)  # type: ignore[union-attr]
-
     def broadcast(self, obj: Any) -> Any:
         if self.world_size == 1 or not dist.is_initialized():
             return obj

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -261,7 +262,9 @@ def _ant(p: StepParts) -> StepFn:
     return step
 
 
-STEPS: dict[str, Callable[[StepParts], StepFn]] = {
+# The training modes, the one place their names are listed (noise.mode takes them from here).
+Mode = Literal["vanilla", "gnt", "speckle", "ant"]
+STEPS: dict[Mode, Callable[[StepParts], StepFn]] = {
     "vanilla": _vanilla,
     "gnt": lambda p: _noise(GaussianNoise(p.sigmas), p),
     "speckle": lambda p: _noise(SpeckleNoise(p.speckle_levels), p),
@@ -269,7 +272,7 @@ STEPS: dict[str, Callable[[StepParts], StepFn]] = {
 }
 
 
-def create_step(mode: str, parts: StepParts) -> StepFn:
+def create_step(mode: Mode, parts: StepParts) -> StepFn:
     """The step function for ``mode`` (one of ``STEPS``), bound to ``parts``."""
     if mode not in STEPS:
         raise KeyError(f"unknown noise mode {mode!r}; known: {sorted(STEPS)}")

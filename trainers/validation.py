@@ -7,7 +7,6 @@ validation split (``orchestrator.suite_validation``)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import torch
 from torch import nn
@@ -15,13 +14,14 @@ from torch.utils.data import DataLoader
 
 from generators.samplers import GaussianNoise
 from trainers.device import Precision
+from trainers.train_config import TrainConfig
 
 QUICK_GAUSSIAN_SIGMA = 0.5
 
 # A measurement of the model on rank 0 at each epoch's end: metrics by name.
 SuiteValidation = Callable[[nn.Module], dict[str, float]]
 # (cfg, data_root, device) -> the measurement, or None (off)
-SuiteValidationFactory = Callable[[Any, str | None, torch.device], SuiteValidation | None]
+SuiteValidationFactory = Callable[[TrainConfig, str | None, torch.device], SuiteValidation | None]
 
 
 @torch.no_grad()

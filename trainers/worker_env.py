@@ -30,8 +30,6 @@ class WorkerEnv(Protocol):
 
     def prepare_loader(self, loader: DataLoader) -> DataLoader: ...
 
-    def set_epoch(self, loader: DataLoader, epoch: int) -> None: ...
-
     def broadcast(self, obj: Any) -> Any:
         """Rank 0's ``obj`` on every rank."""
 
@@ -78,9 +76,6 @@ class LocalEnv:
 
     def prepare_loader(self, loader: DataLoader) -> DataLoader:
         return loader
-
-    def set_epoch(self, loader: DataLoader, epoch: int) -> None:
-        pass
 
     def broadcast(self, obj: Any) -> Any:
         return obj

@@ -2,10 +2,10 @@
 
 - GNT's sigma: the paper finds a sharp optimum (ResNet50: 0.5) between "too small to
   matter" and "overfits to the noise" (its Fig. 2); searched log-uniformly.
-- ANT's epsilon: searched as a per-coordinate size (epsilon / sqrt(N)) and converted to
-  the l2 size of the dataset's images, so one range serves MNIST, CIFAR-10 and ImageNet
-  (ImageNet's 135 is 0.348 per coordinate). On MNIST clipping saturates noise near 19.8
-  (docs/METHOD.md), so the default upper end (0.6 per coordinate = 16.8 at 28x28) stays below it.
+- ANT's epsilon: an l2 size, like every epsilon antray takes (``--grid`` values too). The
+  range is ImageNet's, 19.4 to 233 around the paper's 135, carried to the dataset's image
+  size at the same per-coordinate size as the default epsilon is (MNIST: 1.4 to 16.8). On
+  MNIST clipping saturates noise near 19.8 (docs/METHOD.md), so the upper end stays below it.
 - ANT's restart iterations: how long each restarted generator trains from scratch against
   the current classifier (the reference: 1000 Adam steps), i.e. how strong the noise is
   that each restart brings; searched log-uniformly over whole numbers, 50 to 2000.
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from generators.rescale import epsilon_from_per_coordinate
+from generators.rescale import IMAGENET_NUM_COORDINATES, convert_epsilon
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,12 @@ class SearchSpace:
 
     name: str
     key: str  # the trial config's parameter name and the config path it overrides
-    low: float
+    low: float  # in the key's own unit (epsilon: l2)
     high: float
     description: str
     integer: bool = False  # a count: sampled and set as a whole number
+    # low/high are l2 sizes at ImageNet's 224x224x3, carried to the dataset's image size
+    per_image_size: bool = False
 
     def overrides(self, value: float) -> list[str]:
         if self.key == "noise.sigmas":
@@ -43,7 +45,12 @@ class SearchSpace:
 SPACES: dict[str, SearchSpace] = {
     "gnt_sigma": SearchSpace("gnt_sigma", "noise.sigmas", 0.05, 1.0, "GNT: one sigma, log-uniform"),
     "ant_epsilon": SearchSpace(
-        "ant_epsilon", "ant.epsilon", 0.05, 0.6, "ANT: l2 size, log-uniform per coordinate"
+        "ant_epsilon",
+        "ant.epsilon",
+        19.4,
+        233.0,
+        "ANT: l2 size, log-uniform (ImageNet's range at the dataset's image size)",
+        per_image_size=True,
     ),
     "ant_restart_iterations": SearchSpace(
         "ant_restart_iterations",
@@ -57,13 +64,16 @@ SPACES: dict[str, SearchSpace] = {
 
 
 def space_bounds(space: SearchSpace, *, num_coordinates: int) -> tuple[float, float]:
-    """The search range in config units (epsilon in l2 for this image size)."""
-    if space.key == "ant.epsilon":
-        return (
-            epsilon_from_per_coordinate(space.low, num_coordinates=num_coordinates),
-            epsilon_from_per_coordinate(space.high, num_coordinates=num_coordinates),
+    """The search range in config units for images of ``num_coordinates``."""
+    if not space.per_image_size:
+        return space.low, space.high
+    low, high = (
+        convert_epsilon(
+            v, from_coordinates=IMAGENET_NUM_COORDINATES, to_coordinates=num_coordinates
         )
-    return space.low, space.high
+        for v in (space.low, space.high)
+    )
+    return low, high
 
 
 def grid_values(low: float, high: float, count: int) -> list[float]:

@@ -50,9 +50,3 @@ def cpu_randn(shape: torch.Size, generator: torch.Generator, like: Tensor) -> Te
     """N(0, 1) drawn on CPU from ``generator`` (device-independent results), moved to ``like``."""
     z = torch.randn(shape, generator=generator, dtype=torch.float32)
     return z.to(device=like.device, dtype=like.dtype)
-
-
-def cpu_rand(shape: torch.Size, generator: torch.Generator, like: Tensor) -> Tensor:
-    """U[0, 1) drawn on CPU from ``generator`` (device-independent results), moved to ``like``."""
-    u = torch.rand(shape, generator=generator, dtype=torch.float32)
-    return u.to(device=like.device, dtype=like.dtype)

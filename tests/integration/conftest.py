@@ -8,7 +8,7 @@ def ray_local():
     Ray may be connected in this process at a time."""
     import ray
 
-    from orchestrator.ray_runner import ensure_ray
+    from orchestrator.ray_instance import ensure_ray
 
     assert not ray.is_initialized(), "another module left Ray running"
     ensure_ray(None, num_cpus=2)

@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[2]
 ANTRAY = str(Path(sys.executable).with_name("antray"))
 WORKER_TYPE = "gpu_worker"
 # What must never be printed with two Ray instances on one machine (see
-# orchestrator/ray_runner.py::_pinned).
+# orchestrator/ray_instance.py::_pinned).
 WRONG_INSTANCE = ("multiple active Ray instances", "Failed to query Ray Train Controller")
 
 TINY = [

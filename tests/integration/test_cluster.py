@@ -50,7 +50,8 @@ def actors_of(class_name: str) -> list:
 
 
 def test_store_on_the_head_and_generator_gpu_from_ray(cluster, mnist_root, tmp_path):
-    from orchestrator.ray_runner import build_trainer, ensure_ray, kill_actors, wait_until_ready
+    from orchestrator.ray_instance import ensure_ray
+    from orchestrator.ray_runner import build_trainer, kill_actors, wait_until_ready
 
     ensure_ray(cluster.address)
     head = cluster.head_node.node_id

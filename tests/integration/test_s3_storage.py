@@ -77,7 +77,7 @@ def s3_endpoint(tmp_path_factory):
 def ray_with_s3(s3_endpoint):
     import ray
 
-    from orchestrator.ray_runner import ensure_ray
+    from orchestrator.ray_instance import ensure_ray
 
     assert not ray.is_initialized(), "another module left Ray running"
     ensure_ray(None, num_cpus=2)

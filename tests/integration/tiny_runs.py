@@ -6,7 +6,6 @@ TINY_ANT_RUN = [
     "data.limit_train=768",
     "data.limit_val=128",
     "data.val_suite_images=32",
-    "data.limit_test=128",
     "data.batch_size=64",
     "ant.epsilon=6.0",
     "ant.restart_iterations=4",

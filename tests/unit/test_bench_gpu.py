@@ -1,26 +1,9 @@
-"""benchmarks/bench_gpu.py runs on CPU with tiny sizes: every requested row is measured."""
-
-import json
+"""benchmarks/bench_gpu.py's settings and flags. (Its loop on CPU with tiny sizes:
+tests/integration/test_bench_gpu_bare.py.)"""
 
 import pytest
 
 from benchmarks import bench_gpu
-
-
-def test_tiny_cpu_bare_loop_measures_each_mode(tmp_path, capsys):
-    out = tmp_path / "rows.json"
-    rows = bench_gpu.main(
-        ["--tiny", "--device", "cpu", "--orchestrator", "off", "--modes", "vanilla,gnt,ant3x3",
-         "--model", "resnet18", "--json", str(out)]
-    )  # fmt: skip
-    # CPU: bf16 autocast and channels_last are CUDA-only, so one row per mode.
-    assert [(r.runner, r.mode, r.precision, r.channels_last) for r in rows] == [
-        ("bare", m, "fp32", False) for m in ("vanilla", "gnt", "ant3x3")
-    ]
-    assert all(r.images_per_s > 0 and r.step_ms > 0 for r in rows)
-    assert len(json.loads(out.read_text())) == 3
-    printed = capsys.readouterr().out
-    assert printed.startswith("device: CPU") and "bare ant3x3/vanilla fp32" in printed
 
 
 def test_overrides_match_the_bare_loop_settings():
@@ -35,14 +18,3 @@ def test_bad_mode_is_a_usage_error():
     with pytest.raises(SystemExit) as exc:
         bench_gpu.parse_args(["--modes", "vanilla,nope"])
     assert exc.value.code == 2
-
-
-def test_profile_prints_the_step_operators(capsys):
-    bench_gpu.main(
-        ["--tiny", "--device", "cpu", "--orchestrator", "off", "--modes", "ant1x1",
-         "--model", "resnet18", "--profile", "ant1x1"]
-    )  # fmt: skip
-    printed = capsys.readouterr().out
-    assert "profile of ant1x1" in printed
-    # The table names the operators of the classifier and of the exact rescaling's search.
-    assert "aten::convolution" in printed and "aten::sort" in printed

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_loop_fidelity import FakeEnv, tiny
 from torch import nn
 
 from evaluation.model_loading import load_checkpoint_model, served_epoch, served_weights
@@ -65,28 +64,14 @@ def test_state_round_trip_and_another_metric_starts_over():
     assert selection_metric("none") == "val_clean_acc"
 
 
-class Recording(FakeEnv):
-    """Keeps every epoch's metrics and a copy of the served (live) weights it reported."""
-
-    def __init__(self, run_dir, **kwargs):
-        super().__init__(run_dir, **kwargs)
-        self.epochs = []
-
-    def report(self, metrics, state):
-        if state is not None and not metrics.get("mid_epoch"):
-            live = {k: v.clone() for k, v in state["model"].items()}
-            self.epochs.append((dict(metrics), live))
-        super().report(metrics, state)
-
-
 def _argmax_epoch(epochs):
     scores = [m["val_clean_acc"] for m, _ in epochs]
     return scores.index(max(scores))  # the first of equal scores, as BestEpoch keeps
 
 
-def test_the_run_serves_its_best_validation_epoch(tmp_path):
+def test_the_run_serves_its_best_validation_epoch(fake_env, tiny, tmp_path):
     cfg = tiny("noise.mode=vanilla", "optim.epochs=4", "optim.select_epoch=best_val")
-    env = Recording(tmp_path / "run")
+    env = fake_env(tmp_path / "run")  # keeps every epoch's metrics and live weights
     final = run_worker(cfg, env)
     assert len(env.epochs) == 4
     chosen = _argmax_epoch(env.epochs)
@@ -103,11 +88,11 @@ def test_the_run_serves_its_best_validation_epoch(tmp_path):
     assert info["served_epoch"] == chosen and info["epoch"] == 3
 
 
-def test_training_is_the_same_with_or_without_the_selection(tmp_path):
-    last = run_worker(tiny("noise.mode=vanilla", "optim.epochs=2"), FakeEnv(tmp_path / "a"))
+def test_training_is_the_same_with_or_without_the_selection(fake_env, tiny, tmp_path):
+    last = run_worker(tiny("noise.mode=vanilla", "optim.epochs=2"), fake_env(tmp_path / "a"))
     best = run_worker(
         tiny("noise.mode=vanilla", "optim.epochs=2", "optim.select_epoch=best_val"),
-        FakeEnv(tmp_path / "b"),
+        fake_env(tmp_path / "b"),
     )
     assert best["train_loss"] == last["train_loss"]
     assert best["val_clean_acc"] == last["val_clean_acc"]
@@ -117,11 +102,11 @@ def test_training_is_the_same_with_or_without_the_selection(tmp_path):
         assert torch.equal(b["model"][name], value), name  # the live weights: identical
 
 
-def test_a_resumed_run_keeps_comparing_with_the_epochs_before(tmp_path):
+def test_a_resumed_run_keeps_comparing_with_the_epochs_before(fake_env, tiny, tmp_path):
     run = tmp_path / "run"
-    first = Recording(run)
+    first = fake_env(run)
     run_worker(tiny("noise.mode=vanilla", "optim.epochs=2", "optim.select_epoch=best_val"), first)
-    second = Recording(run, resume=True)
+    second = fake_env(run, resume=True)
     run_worker(tiny("noise.mode=vanilla", "optim.epochs=4", "optim.select_epoch=best_val"), second)
     epochs = first.epochs + second.epochs
     assert [int(m["epoch"]) for m, _ in epochs] == [1, 2, 3, 4]

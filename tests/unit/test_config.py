@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from orchestrator.cli import main
@@ -122,6 +123,7 @@ BAD = [
         "data.val_suite=mnist-c needs a validation split, but data.val_size=0",
     ),
     ("validation suite of no images", ["data.val_suite_images=0"], "data.val_suite_images"),
+    ("a retired key", ["data.limit_test=128"], "data.limit_test: no longer a key"),
 ]
 
 
@@ -141,6 +143,15 @@ def test_unknown_key_in_file_names_file_and_key(tmp_path, capsys):
     assert main(["config", "show", "--config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert str(bad) in err and "optim.learning_rate: unknown key" in err
+
+
+def test_a_config_saved_by_an_earlier_version_still_loads(tmp_path):
+    """A resolved config.yaml (what --resume reads) with a retired key at its default."""
+    saved = load_config(MNIST).to_dict()
+    saved["data"]["limit_test"] = None
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(saved))
+    assert load_config(path) == load_config(MNIST)
 
 
 def test_missing_config_file():
@@ -193,3 +204,38 @@ def test_cuda_config_without_cuda_exits_2(tmp_path, capsys, monkeypatch):
     )
     err = capsys.readouterr().err.strip()
     assert code == 2 and "runtime.device=cpu" in err
+
+
+def test_mode_and_benchmark_names_are_their_registries_keys():
+    """Each name is listed once, beside what it names; the config takes its choices there."""
+    from typing import get_args
+
+    from evaluation.benchmarks import BENCHMARKS, Benchmark
+    from evaluation.corruptions.suites import generated_suite
+    from evaluation.request import CLEAN_DATASETS
+    from orchestrator.config import DataSection, NoiseSection
+    from trainers.steps import STEPS, Mode
+
+    assert list(get_args(Mode)) == list(STEPS)
+    assert list(get_args(Benchmark)) == list(BENCHMARKS) == list(CLEAN_DATASETS)
+    assert all(generated_suite(name).benchmark == name for name in BENCHMARKS)
+    assert NoiseSection.model_fields["mode"].annotation == Mode
+    assert get_args(DataSection.model_fields["val_suite"].annotation)[0] == Benchmark
+
+
+def test_what_training_reads_is_in_the_config():
+    """trainers.train_config names, per section, the keys the loop reads: each is a key of
+    ExperimentConfig (trainers/ cannot import it, so this keeps the two in step)."""
+    import typing
+
+    import trainers.train_config as keys
+    from orchestrator.config import ExperimentConfig
+
+    cfg = load_config(None)
+    for section, protocol in typing.get_type_hints(keys.TrainConfig).items():
+        model = type(getattr(cfg, section))
+        assert model is ExperimentConfig.model_fields[section].annotation, section
+        names = [n for n in protocol.__annotations__ if not n.startswith("_")]
+        missing = [n for n in names if n not in model.model_fields]
+        assert names and not missing, (section, missing)
+    assert set(keys.SharesKeys.__annotations__) == set(type(cfg.noise.shares).model_fields)

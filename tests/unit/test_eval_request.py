@@ -47,6 +47,7 @@ BAD = [
     ({"eps_star": ("gaussian", "pink")}, "unknown eps* direction(s) pink"),
     ({"attacks": ("fgsm",)}, "unknown attack(s) fgsm"),
     ({"eps_star_epsilon": -1.0}, "--eps-star-epsilon must be > 0"),
+    ({"eps_star_epsilon": 28.0}, "--eps-star-epsilon 28 is at or above 28, the largest l2"),
     ({"generator": "5x5"}, "--generator"),
     ({"corruptions": ("nope",)}, "unknown corruption(s) nope"),
     ({"generated": True, "severities": (9,)}, "severities [9] not available"),

@@ -8,62 +8,16 @@ import torch
 
 import trainers.data
 import trainers.run
-from orchestrator.config import load_config
 from orchestrator.local_runner import inline_service
 from trainers.checkpoint_format import load_state
 from trainers.loop import run_worker
 from trainers.run import setup_run
-from trainers.worker_env import LocalEnv
-
-TINY = [
-    "data.dataset=synthetic",
-    "data.limit_train=256",  # 8 steps of 32
-    "data.limit_val=64",
-    "data.batch_size=32",
-    "optim.epochs=1",
-    "ant.epsilon=6.0",
-    "ant.restart_iterations=3",
-    "runtime.torch_threads=1",
-    "runtime.log_every_steps=1000",
-]
-
-
-def tiny(*extra: str):
-    return load_config(None, [*TINY, *extra])
-
-
-class Preempted(Exception):
-    """Stands in for a spot node going away right after a checkpoint was written."""
-
-
-class FakeEnv(LocalEnv):
-    """``LocalEnv`` as rank 0 of ``world_size``, recording what the loop asks of it."""
-
-    def __init__(self, run_dir, *, world_size=1, resume=False, preempt_mid_epoch=False):
-        super().__init__(run_dir, resume=resume)
-        self.world_size = world_size
-        self.preempt_mid_epoch = preempt_mid_epoch
-        self.loaders, self.broadcasts = [], []
-
-    def prepare_loader(self, loader):
-        self.loaders.append(loader)
-        return loader
-
-    def broadcast(self, obj):
-        self.broadcasts.append(obj)
-        return obj
-
-    def report(self, metrics, state):
-        super().report(metrics, state)
-        if self.preempt_mid_epoch and metrics.get("mid_epoch"):
-            raise Preempted
-
 
 # --- 1. the batch is global -------------------------------------------------------------
 
 
-def test_global_batch_is_split_over_workers(tmp_path):
-    env = FakeEnv(tmp_path, world_size=2)
+def test_global_batch_is_split_over_workers(fake_env, tiny, tmp_path):
+    env = fake_env(tmp_path, world_size=2)
     metrics = run_worker(tiny("noise.mode=vanilla", "runtime.num_workers=2"), env)
     assert env.loaders[0].batch_size == 16, "data.batch_size=32 over 2 workers"
     # This rank's half of the 256 training images, 16 at a time: 8 updates per epoch,
@@ -96,28 +50,28 @@ MNIST_SMALL = [
 ]
 
 
-def test_training_reads_the_training_files_only(mnist_root, tmp_path, monkeypatch):
+def test_training_reads_the_training_files_only(fake_env, tiny, mnist_root, tmp_path, monkeypatch):
     calls = _spy_on_dataset_loads(monkeypatch)
     cfg = tiny(*MNIST_SMALL)  # ANT: the inline restarts read batches too
     metrics = run_worker(
-        cfg, FakeEnv(tmp_path), make_service=inline_service, data_root=str(mnist_root)
+        cfg, fake_env(tmp_path), make_service=inline_service, data_root=str(mnist_root)
     )
     assert calls and all(calls), "the test set (train=False) was loaded during training"
     assert "val_clean_acc" in metrics and "val_generator_acc" in metrics
 
 
-def test_validation_images_are_disjoint_from_training_images(mnist_root, tmp_path):
+def test_validation_images_are_disjoint_from_training_images(fake_env, tiny, mnist_root, tmp_path):
     cfg = tiny(*MNIST_SMALL, "noise.mode=vanilla")
-    run = setup_run(cfg, FakeEnv(tmp_path), data_root=str(mnist_root))
-    train, val = run.loader.dataset, run.val_loader.dataset
+    run = setup_run(cfg, fake_env(tmp_path), data_root=str(mnist_root))
+    train, val = run.batches.loader.dataset, run.batches.val_loader.dataset
     assert len(val) == 128 and len(train) == 256
     assert set(train.indices).isdisjoint(val.indices)
     train_images = {x.numpy().tobytes() for x, _ in train}
     assert not any(x.numpy().tobytes() in train_images for x, _ in val)
 
 
-def test_val_size_zero_means_no_per_epoch_validation(tmp_path):
-    env = FakeEnv(tmp_path)
+def test_val_size_zero_means_no_per_epoch_validation(fake_env, tiny, tmp_path):
+    env = fake_env(tmp_path)
     metrics = run_worker(tiny("noise.mode=vanilla", "data.val_size=0"), env)
     assert metrics["step"] == 8 and not any(k.startswith("val_") for k in metrics)
 
@@ -142,9 +96,9 @@ def _recording_service(adopted: list):
     return make
 
 
-def test_one_epoch_already_restarts_and_replays_the_restarted_generator(tmp_path):
+def test_one_epoch_already_restarts_and_replays_the_restarted_generator(fake_env, tiny, tmp_path):
     adopted: list = []
-    metrics = run_worker(tiny(), FakeEnv(tmp_path), make_service=_recording_service(adopted))
+    metrics = run_worker(tiny(), fake_env(tmp_path), make_service=_recording_service(adopted))
     assert metrics["restarts_adopted"] == 1 and metrics["restarts_adopted_epoch"] == 1
     assert metrics["replay_size"] == 1 and metrics["replay_size_at_start"] == 0
     assert metrics["train_replay_acc"] >= 0, "the replay share was trained in epoch 1"
@@ -167,14 +121,14 @@ SCHEDULES = [
 
 
 @pytest.mark.parametrize("overrides,adopted,replay", SCHEDULES, ids=lambda v: str(v))
-def test_restart_and_snapshot_schedules(tmp_path, overrides, adopted, replay):
-    metrics = run_worker(tiny(*overrides), FakeEnv(tmp_path), make_service=inline_service)
+def test_restart_and_snapshot_schedules(fake_env, tiny, tmp_path, overrides, adopted, replay):
+    metrics = run_worker(tiny(*overrides), fake_env(tmp_path), make_service=inline_service)
     assert (metrics["restarts_adopted"], metrics["replay_size"]) == (adopted, replay)
     assert metrics["restarts_skipped_epoch"] == 0 and metrics["steps_while_restarting_epoch"] == 0
 
 
-def test_generator_weights_travel_only_when_a_restart_is_adopted(tmp_path):
-    env = FakeEnv(tmp_path, world_size=2)
+def test_generator_weights_travel_only_when_a_restart_is_adopted(fake_env, tiny, tmp_path):
+    env = fake_env(tmp_path, world_size=2)
     cfg = tiny("runtime.num_workers=2", "ant.restart_every_steps=3")
     metrics = run_worker(cfg, env, make_service=inline_service)
     weights = [b for b in env.broadcasts if isinstance(b, dict)]
@@ -203,19 +157,19 @@ def _recording_steps(monkeypatch) -> list:
     return seen
 
 
-def test_mid_epoch_checkpoint_resumes_at_its_step(tmp_path, monkeypatch):
+def test_mid_epoch_checkpoint_resumes_at_its_step(fake_env, tiny, tmp_path, monkeypatch):
     seen = _recording_steps(monkeypatch)
     cfg = tiny("noise.mode=vanilla", "optim.epochs=2", "runtime.checkpoint_every_steps=5")
-    calm = run_worker(cfg, FakeEnv(tmp_path / "calm"))
+    calm = run_worker(cfg, fake_env(tmp_path / "calm"))
     calm_batches, calm_state = list(seen), load_state(tmp_path / "calm" / "checkpoint")
     seen.clear()
 
     run = tmp_path / "run"
-    with pytest.raises(Preempted):
-        run_worker(cfg, FakeEnv(run, preempt_mid_epoch=True))
+    with pytest.raises(fake_env.Preempted):
+        run_worker(cfg, fake_env(run, preempt_mid_epoch=True))
     saved = load_state(run / "checkpoint")
     assert saved["mid_epoch"] and (saved["epoch"], saved["epoch_step"], saved["step"]) == (0, 5, 5)
-    resumed = run_worker(cfg, FakeEnv(run, resume=True))
+    resumed = run_worker(cfg, fake_env(run, resume=True))
 
     assert seen == calm_batches, "the resumed run trains the remaining batches, in order"
     assert resumed["step"] == calm["step"] == 16

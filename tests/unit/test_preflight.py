@@ -3,13 +3,16 @@ exit 2, one line on stderr, and no run directory. Also: storage locations and Ra
 token authentication on the driver."""
 
 import os
+import shutil
 import time
 from pathlib import Path
 
 import pytest
 import ray
 
+from orchestrator import preflight
 from orchestrator.cli import main
+from orchestrator.config import load_config
 from orchestrator.errors import UserError
 from orchestrator.storage import RunLocation, Storage, location_for
 
@@ -52,6 +55,33 @@ def test_missing_dataset(tmp_path, capsys, backend):
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "MNIST files missing" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_training_needs_the_training_files_only(tmp_path, mnist_root):
+    """The test images are for `antray eval`: a data root without them trains."""
+    from orchestrator.train import train_from_config
+
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        shutil.copy(mnist_root / "MNIST" / "raw" / name, raw / name)
+    tiny = [
+        "optim.epochs=1",
+        "data.limit_train=128",
+        "data.limit_val=64",
+        "data.val_suite=none",
+        "optim.select_epoch=last",
+        "ant.restart_iterations=2",
+        "runtime.torch_threads=1",
+    ]
+    data = str(tmp_path / "data")
+    # The Ray backend checks the data with the same function, before Ray starts.
+    preflight.check_data(load_config(ANT).to_dict(), data)
+    run = tmp_path / "run"
+    metrics = train_from_config(
+        load_config(ANT, tiny), run, backend="local", data_root=data, track=False
+    )
+    assert metrics["step"] == 1 and (run / "model.pt").is_file()
 
 
 def test_unknown_model_name(tmp_path, capsys, mnist_root):
@@ -202,7 +232,7 @@ class FakeInit:
     ],
 )
 def test_token_auth_is_left_to_the_cluster(monkeypatch, address, env, joins):
-    from orchestrator import ray_runner
+    from orchestrator import ray_instance
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -213,10 +243,10 @@ def test_token_auth_is_left_to_the_cluster(monkeypatch, address, env, joins):
         monkeypatch.setenv(key, value)
     fake = FakeInit()
     monkeypatch.setattr(ray, "init", fake)
-    monkeypatch.setattr(ray_runner, "probe_address", lambda address: None)
+    monkeypatch.setattr(ray_instance, "probe_address", lambda address: None)
     waited = []
-    monkeypatch.setattr(ray_runner, "wait_for_state_api", lambda: waited.append(True))
-    ray_runner.ensure_ray(address)
+    monkeypatch.setattr(ray_instance, "wait_for_state_api", lambda: waited.append(True))
+    ray_instance.ensure_ray(address)
     assert waited == [True]  # nothing starts before Train's cleaner can reach the State API
     if joins:
         # Ray reads RAY_AUTH_MODE and the token (RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH,
@@ -232,7 +262,6 @@ def test_token_auth_is_left_to_the_cluster(monkeypatch, address, env, joins):
         # so a later run on a cluster from this process keeps Train's watcher.
         env_vars = fake.kwargs["runtime_env"]["env_vars"]
         assert env_vars["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "0"
-        # The job's processes find this instance, not another Ray on the machine.
         # The job's processes find this instance, not another Ray on the machine: its
         # GCS port is chosen first, so RAY_ADDRESS can name it before it starts.
         assert env_vars["RAY_ADDRESS"].rsplit(":", 1)[1] == fake.gcs_port
@@ -244,13 +273,13 @@ def test_token_auth_is_left_to_the_cluster(monkeypatch, address, env, joins):
 
 
 def test_explicit_auth_mode_is_respected_for_the_local_instance(monkeypatch):
-    from orchestrator import ray_runner
+    from orchestrator import ray_instance
 
     monkeypatch.setenv("RAY_AUTH_MODE", "token")
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(ray, "init", FakeInit())
-    monkeypatch.setattr(ray_runner, "wait_for_state_api", lambda: True)
-    ray_runner.ensure_ray(None)
+    monkeypatch.setattr(ray_instance, "wait_for_state_api", lambda: True)
+    ray_instance.ensure_ray(None)
     assert os.environ["RAY_AUTH_MODE"] == "token"
 
 
@@ -279,7 +308,7 @@ def test_state_api_wait_warns_instead_of_hanging(monkeypatch, capsys):
 
     import ray.util.state
 
-    from orchestrator import ray_runner
+    from orchestrator import ray_instance
 
     calls = []
 
@@ -288,24 +317,24 @@ def test_state_api_wait_warns_instead_of_hanging(monkeypatch, capsys):
         raise ConnectionError("Could not read 'dashboard' from GCS. Did GCS start successfully?")
 
     monkeypatch.setattr(ray.util.state, "list_nodes", unreachable)
-    monkeypatch.setattr(ray_runner, "_warned", set())
-    assert ray_runner.wait_for_state_api(timeout_s=0) is False
+    monkeypatch.setattr(ray_instance, "_warned", set())
+    assert ray_instance.wait_for_state_api(timeout_s=0) is False
     assert calls and "Could not read 'dashboard'" in capsys.readouterr().err
     monkeypatch.setattr(ray.util.state, "list_nodes", lambda **kwargs: [])
-    assert ray_runner.wait_for_state_api(timeout_s=0) is True
+    assert ray_instance.wait_for_state_api(timeout_s=0) is True
     monkeypatch.setitem(sys.modules, "ray.dashboard.optional_deps", None)  # no ray[default]
-    assert ray_runner.wait_for_state_api() is False
+    assert ray_instance.wait_for_state_api() is False
     assert "install ray[default]" in capsys.readouterr().err
 
 
 def test_evaluation_starts_ray_without_waiting_for_the_state_api(monkeypatch):
-    from orchestrator import eval_runner, ray_runner
+    from orchestrator import eval_runner, ray_instance
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     monkeypatch.setattr(ray, "init", FakeInit())
     waited = []
-    monkeypatch.setattr(ray_runner, "wait_for_state_api", lambda: waited.append(True))
+    monkeypatch.setattr(ray_instance, "wait_for_state_api", lambda: waited.append(True))
     eval_runner._init_ray(None)  # plain tasks: no Train run whose placement groups need it
     assert waited == []
-    ray_runner.ensure_ray(None)  # what train, tune and preflight call
+    ray_instance.ensure_ray(None)  # what train, tune and preflight call
     assert waited == [True]

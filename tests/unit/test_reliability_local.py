@@ -1,12 +1,9 @@
-"""Faults on the single-process backend: Ctrl-C, NaN loss, bad checkpoints, bad
-addresses, unreachable MLflow. Each user fault is one line on stderr, exit 2."""
+"""Faults on the single-process backend: NaN loss, bad checkpoints, bad addresses,
+unreachable MLflow. Each user fault is one line on stderr, exit 2. (Ctrl-C and --resume:
+tests/integration/test_training_runs.py.)"""
 
 import gzip
 import hashlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,7 +11,6 @@ import pytest
 import torch
 
 from orchestrator.cli import main
-from trainers.checkpoint_format import load_state
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = [
@@ -41,62 +37,6 @@ def digest(path: Path) -> str:
 def train(run: Path, *extra: str, config: str = "configs/mnist_vanilla.yaml") -> int:
     argv = ["train", "--backend", "local", "--config", str(REPO / config), "--run-dir", str(run)]
     return main([*argv, *extra])
-
-
-def test_sigint_writes_checkpoint_and_resume_continues(mnist_root, tmp_path):
-    # The same ANT run is interrupted, then resumed: one set of overrides for both.
-    ant_sets = sets(
-        *TINY,
-        "data.limit_train=2048",
-        "optim.epochs=2",
-        "ant.restart_iterations=5",
-        "ant.restart_every_steps=10",
-        "ant.snapshot_every_steps=5",
-        "tracking.mlflow_uri=sqlite:///" + str(tmp_path / "ml.db"),
-    )
-    run = tmp_path / "run"
-    argv = [
-        sys.executable,
-        "-m",
-        "orchestrator.cli",
-        "train",
-        "--backend",
-        "local",
-        "--config",
-        str(REPO / "configs/mnist_ant1x1.yaml"),
-        "--run-dir",
-        str(run),
-        *ant_sets,
-    ]
-    env = {**os.environ, "ANTRAY_DATA_ROOT": str(mnist_root)}
-    proc = subprocess.Popen(argv, cwd=REPO, env=env, stderr=subprocess.PIPE, text=True)
-    seen = []
-    for line in proc.stderr:  # wait until it is well into epoch 1
-        seen.append(line)
-        if "step 20/" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    rest = proc.communicate(timeout=120)[1]
-    assert proc.returncode == 130, "".join(seen) + rest
-    assert "--resume" in rest.strip().splitlines()[-1]
-    saved = load_state(run / "checkpoint")
-    assert saved["interrupted"] and saved["epoch"] == -1 and saved["steps_done"] >= 20
-    replay_ids = [i for i, _ in saved["service"]["replay"]["items"]]
-    assert len(replay_ids) >= 4
-    adam_steps = int(next(iter(saved["optimizer"]["state"].values()))["step"])
-    assert adam_steps == saved["steps_done"]
-
-    code = train(run, "--resume", *ant_sets, config="configs/mnist_ant1x1.yaml")
-    assert code == 0
-    history = __import__("json").loads((run / "history.json").read_text())
-    resumed_first = history[1]
-    assert resumed_first["epoch"] == 1 and "interrupted" not in resumed_first
-    assert resumed_first["replay_size_at_start"] == len(replay_ids)  # same replay history
-    final = load_state(run / "checkpoint")
-    assert final["epoch"] == 1 and not final["interrupted"]
-    # Optimizer state carried over: Adam's step count continues from the interrupt.
-    final_steps = int(next(iter(final["optimizer"]["state"].values()))["step"])
-    assert final_steps == saved["steps_done"] + 2 * (2048 // 64)
 
 
 def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(mnist_root, tmp_path, capsys):

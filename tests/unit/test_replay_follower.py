@@ -7,7 +7,9 @@ import torch
 
 from generators.networks import create_generator
 from generators.replay import ReplayStore
-from orchestrator.generator_actors import RayGeneratorService, ReplayStoreActor
+from orchestrator.generator_client import ReplayFollower
+from orchestrator.replay_actor import ReplayStoreActor
+from trainers.generator_service import ReplayCache
 
 
 class Ref:
@@ -78,13 +80,9 @@ def snapshot(seed: int):
 
 
 def service(store, *, rank=0, clock=None):
-    return RayGeneratorService(
-        trainer=None,
-        store=store,
-        kind="1x1",
-        channels=1,
-        device=torch.device("cpu"),
-        seed=0,
+    return ReplayFollower(
+        store,
+        ReplayCache("1x1", 1, torch.device("cpu"), seed=rank),
         rank=rank,
         refresh_every=1,
         calls=Calls,
@@ -98,7 +96,7 @@ def test_a_slow_store_never_holds_a_step():
     svc = service(store)
     Calls.gets = 0
     for _ in range(5):
-        assert svc.sample_replay(2) == []
+        assert svc.sample(2) == []
     assert Calls.gets == 0, "nothing was fetched while the index had not arrived"
     assert len(store.sent("index")) == 1, "one index request in flight, not one per step"
 
@@ -109,9 +107,9 @@ def test_snapshots_arrive_in_the_background_then_are_cached():
     r0, r1 = Ref(s0), Ref(s1)  # snapshot objects still on their way
     store.index_value = ("inc-1", 2, [(0, r0), (1, r1)], False)
     svc = service(store)
-    assert svc.sample_replay(2) == []  # index arrives, fetch starts, nothing ready yet
+    assert svc.sample(2) == []  # index arrives, fetch starts, nothing ready yet
     r0.done = r1.done = True
-    assert len(svc.sample_replay(2)) == 2
+    assert len(svc.sample(2)) == 2
     assert sorted(svc.cache.modules) == [0, 1]
 
 
@@ -120,11 +118,11 @@ def test_a_snapshot_whose_owner_died_costs_a_refresh_not_the_worker():
     lost = Ref(error=ray.exceptions.OwnerDiedError("ab" * 14, None, ""), ready=True)
     store.index_value = ("inc-1", 1, [(0, lost)], False)
     svc = service(store)
-    svc.sample_replay(2)  # no exception
-    assert svc.replay_refresh_failures == 1
+    svc.sample(2)  # no exception
+    assert svc.refresh_failures == 1
     # A fresh index was asked for at once: the store's current entries replace the lost one.
     store.index_value = ("inc-1", 2, [(1, Ref(snapshot(1), ready=True))], False)
-    svc.sample_replay(2)
+    svc.sample(2)
     assert sorted(svc.cache.modules) == [1]
 
 
@@ -133,11 +131,11 @@ def test_an_index_that_never_comes_is_abandoned_and_asked_again():
     store.answer_now = False
     clock = Clock()
     svc = service(store, clock=clock)
-    svc.sample_replay(1)
+    svc.sample(1)
     clock.now += svc.INDEX_TIMEOUT_S + 1
-    svc.sample_replay(1)  # abandons the old request ...
-    svc.sample_replay(1)  # ... and sends a new one
-    assert svc.replay_refresh_failures == 1
+    svc.sample(1)  # abandons the old request ...
+    svc.sample(1)  # ... and sends a new one
+    assert svc.refresh_failures == 1
     assert len(store.sent("index")) == 2
 
 
@@ -148,7 +146,7 @@ def _follow(svc, store, items, incarnation="inc-1", version=None):
         [(i, Ref(s, ready=True)) for i, s in items],
         False,
     )
-    svc.sample_replay(1)
+    svc.sample(1)
 
 
 def test_restarted_store_is_refilled_from_the_cache_when_it_is_newer_than_the_checkpoint():
@@ -161,7 +159,7 @@ def test_restarted_store_is_refilled_from_the_cache_when_it_is_newer_than_the_ch
     # The store restarted and already holds one new snapshot: it is not empty, yet it
     # lost history, so it is refilled (the incarnation changed).
     store.index_value = ("inc-2", 1, [(0, Ref(snapshot(9), ready=True))], True)
-    svc.sample_replay(1)
+    svc.sample(1)
     (refill,) = store.sent("refill")
     assert [i for i, _ in refill[0]["items"]] == [0, 1, 2, 3], "the cache (newer) was used"
     assert refill[0]["next_id"] == 4
@@ -175,7 +173,7 @@ def test_restarted_store_is_refilled_from_the_checkpoint_when_it_is_newer():
     _follow(svc, store, [(0, snaps[0])])
     svc.last_saved = {"items": [(i, snaps[i]) for i in range(3)], "next_id": 3, "version": 3}
     store.index_value = ("inc-2", 0, [], True)
-    svc.sample_replay(1)
+    svc.sample(1)
     (refill,) = store.sent("refill")
     assert [i for i, _ in refill[0]["items"]] == [0, 1, 2]
 
@@ -185,7 +183,7 @@ def test_other_ranks_keep_their_cache_until_rank_0_has_refilled():
     svc = service(store, rank=1)
     _follow(svc, store, [(0, snapshot(0)), (1, snapshot(1))])
     store.index_value = ("inc-2", 0, [], True)  # restarted, awaiting refill
-    svc.sample_replay(1)
+    svc.sample(1)
     assert sorted(svc.cache.modules) == [0, 1]
     assert store.sent("refill") == []
     _follow(svc, store, [(0, snapshot(0)), (1, snapshot(1)), (2, snapshot(2))], "inc-2", 3)
@@ -198,7 +196,7 @@ def test_checkpoint_uses_what_the_worker_knows_when_the_store_is_incomplete(monk
     _follow(svc, store, [(0, snapshot(0)), (1, snapshot(1))])
     monkeypatch.setattr(ray, "get", lambda ref, timeout=None: (False, {"items": []}))
     state = svc.state()
-    assert [i for i, _ in state["replay"]["items"]] == [0, 1]
+    assert [i for i, _ in state["items"]] == [0, 1]
     assert svc.needs_refill
 
 
@@ -242,3 +240,30 @@ def test_stop_flag_polling_never_waits(monkeypatch, kind):
     assert env.stop_requested() is False  # the answer has not arrived: no waiting
     assert waits == [0]
     assert (env.stop_query is None) == (kind == "timeout")
+
+
+def test_restarts_never_queue_and_the_service_reports_both_sides(monkeypatch):
+    from orchestrator.generator_client import RayGeneratorService, RestartClient
+
+    monkeypatch.setattr(ray, "put", lambda value: value)
+    trainer, clock = FakeStore(), Clock()
+    svc = RayGeneratorService(
+        RestartClient(trainer, seed=0, calls=Calls, clock=clock), service(FakeStore())
+    )
+    classifier = torch.nn.Linear(2, 2)
+    svc.request_restart(classifier, step=0)
+    svc.request_restart(classifier, step=1)  # one is running: skipped, not queued
+    assert [args[1] for args in trainer.sent("train")] == [1000]
+    assert svc.poll_restart() == 0 and svc.poll_restart() is None
+    svc.restarts_adopted += 1  # what another rank does when rank 0 adopted one
+    assert (svc.restarts_requested, svc.restarts_adopted) == (1, 2)
+    assert svc.stats() == {
+        "restarts_requested": 1.0,
+        "restarts_skipped": 1.0,
+        "restart_failures": 0.0,
+        "steps_while_restarting": 0.0,
+        "longest_restart_poll_s": pytest.approx(0.0, abs=0.1),
+        "longest_replay_s": 0.0,
+        "store_recoveries": 0.0,
+        "replay_refresh_failures": 0.0,
+    }

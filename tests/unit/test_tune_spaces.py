@@ -1,21 +1,16 @@
-"""Search spaces: epsilon ranges carry the per-coordinate size across image sizes."""
+"""Search spaces: what each tunes, in the config's units, and their scheduler."""
 
 import math
 from pathlib import Path
-
-import pytest
 
 from tune_spaces import SPACES, grid_values
 from tune_spaces.spaces import space_bounds
 
 
-def test_epsilon_bounds_scale_with_image_size():
-    mnist = space_bounds(SPACES["ant_epsilon"], num_coordinates=784)
-    imagenet = space_bounds(SPACES["ant_epsilon"], num_coordinates=3 * 224 * 224)
-    assert mnist == pytest.approx((0.05 * 28, 0.6 * 28))
-    assert mnist[1] < 19.8  # below MNIST's saturation size (docs/METHOD.md)
-    assert imagenet[0] < 135 < imagenet[1]  # the paper's ImageNet epsilon is inside
-    assert space_bounds(SPACES["gnt_sigma"], num_coordinates=784)[0] < 0.5
+def test_only_epsilon_bounds_scale_with_image_size():
+    # (tests/unit/test_sizes.py checks the epsilon range itself)
+    assert SPACES["ant_epsilon"].per_image_size
+    assert space_bounds(SPACES["gnt_sigma"], num_coordinates=784) == (0.05, 1.0)
 
 
 def test_overrides_and_grid():

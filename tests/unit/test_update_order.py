@@ -1,11 +1,9 @@
 """The training order by classifier update: which images make an update depends on the
-seed only, never on how many data-parallel workers share it; unequal shares are
-weighted so that DDP's update is the mean over the whole global batch."""
+seed only, never on how many data-parallel workers share it; shares that differ by one
+image when the batch does not divide (DDP's weighted update over them:
+tests/integration/test_ddp_unequal_shares.py)."""
 
 import pytest
-import torch
-import torch.multiprocessing as mp
-from torch import nn
 
 from trainers.order import EpochOrder, UpdateOrder, worker_shares
 
@@ -52,52 +50,3 @@ def test_a_mid_epoch_restart_at_another_size_continues_at_the_next_update():
     full = global_batches(2, epoch=0)
     # 4 updates done by two workers, the rest by three (a node joined).
     assert global_batches(3, epoch=0, start=4) == full[4:]
-
-
-def _weighted_gradient(rank: int, world: int, port: int, x, y, queue) -> None:
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
-
-    from trainers.run import weight_unequal_shares
-
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
-    )
-    torch.manual_seed(0)
-    model = DistributedDataParallel(nn.Linear(4, 3).double())
-    shares = worker_shares(len(y), world)
-    weight_unequal_shares(model, shares[rank], len(y))
-    first = sum(shares[:rank])
-    part = slice(first, first + shares[rank])
-    nn.functional.cross_entropy(model(x[part]), y[part]).backward()
-    if rank == 0:
-        queue.put(model.module.weight.grad.clone())
-    dist.barrier()
-    dist.destroy_process_group()
-
-
-def test_ddp_with_unequal_shares_steps_on_the_mean_over_the_whole_batch():
-    import socket
-
-    x = torch.randn(10, 4, dtype=torch.float64)
-    y = torch.randint(0, 3, (10,))
-    torch.manual_seed(0)
-    reference = nn.Linear(4, 3).double()
-    nn.functional.cross_entropy(reference(x), y).backward()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    world = 3  # shares 4, 3, 3 of a batch of 10
-    procs = [
-        ctx.Process(target=_weighted_gradient, args=(r, world, port, x, y, queue))
-        for r in range(world)
-    ]
-    for p in procs:
-        p.start()
-    grad = queue.get(timeout=120)
-    for p in procs:
-        p.join(timeout=60)
-        assert p.exitcode == 0
-    torch.testing.assert_close(grad, reference.weight.grad)

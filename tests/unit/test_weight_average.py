@@ -1,22 +1,19 @@
 """``optim.ema_decay``: validation and eval read an exponential moving average of the
 classifier's weights, while training (and the ANT generator, which attacks the live
-weights) stays exactly what it is without it."""
+weights) stays exactly what it is without it (on real MNIST, with eval serving the
+average: tests/integration/test_training_runs.py)."""
 
 from pathlib import Path
 
 import pytest
 import torch
-from test_loop_fidelity import FakeEnv, Preempted, tiny
-from test_suite_validation import IMAGES, eval_val_suite
-from test_suite_validation import _train as train_gnt
 from torch import nn
 
 from orchestrator.cli import main
 from orchestrator.config import load_config
-from orchestrator.suite_validation import MEAN_KEY
 from trainers.averaging import WeightAverage, create_average
 from trainers.checkpoint_format import load_state
-from trainers.loop import LIVE_PREFIX, run_worker
+from trainers.loop import run_worker
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -70,7 +67,7 @@ def test_config_rejects_a_decay_of_one_naming_the_key(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_a_resumed_run_continues_the_same_average(tmp_path):
+def test_a_resumed_run_continues_the_same_average(fake_env, tiny, tmp_path):
     """Preempted after a mid-epoch checkpoint and resumed, the run ends with the same
     averaged weights as one that was never interrupted."""
     cfg = tiny(
@@ -79,13 +76,13 @@ def test_a_resumed_run_continues_the_same_average(tmp_path):
         "optim.ema_decay=0.8",
         "runtime.checkpoint_every_steps=5",
     )
-    run_worker(cfg, FakeEnv(tmp_path / "calm"))
+    run_worker(cfg, fake_env(tmp_path / "calm"))
     calm = load_state(tmp_path / "calm" / "checkpoint")
     run = tmp_path / "run"
-    with pytest.raises(Preempted):
-        run_worker(cfg, FakeEnv(run, preempt_mid_epoch=True))
+    with pytest.raises(fake_env.Preempted):
+        run_worker(cfg, fake_env(run, preempt_mid_epoch=True))
     assert load_state(run / "checkpoint")["averaged_model"]["updates"] == 5
-    run_worker(cfg, FakeEnv(run, resume=True))
+    run_worker(cfg, fake_env(run, resume=True))
     final = load_state(run / "checkpoint")
     assert final["averaged_model"]["updates"] == calm["averaged_model"]["updates"] == 16
     for name, value in calm["averaged_model"]["weights"].items():
@@ -93,37 +90,12 @@ def test_a_resumed_run_continues_the_same_average(tmp_path):
         assert torch.allclose(got.float(), value.float(), atol=1e-6), name
 
 
-# GNT on 512 real digits for 2 epochs with the suite of 300 validation digits on.
-SUITE = ("data.val_suite=mnist-c", f"data.val_suite_images={IMAGES}")
-
-
-def test_training_is_unchanged_and_eval_serves_the_average(mnist_root, tmp_path):
-    plain = train_gnt(tmp_path / "plain", mnist_root, tmp_path, *SUITE, "optim.ema_decay=0")
-    averaged = train_gnt(tmp_path / "ema", mnist_root, tmp_path, *SUITE, "optim.ema_decay=0.9")
-    # Same training (loss of every step of the last epoch), and the live weights measure
-    # exactly what the run without the average measured.
-    assert averaged["train_loss"] == plain["train_loss"]
-    assert averaged[LIVE_PREFIX + MEAN_KEY] == plain[MEAN_KEY]
-    assert LIVE_PREFIX + MEAN_KEY not in plain
-    assert averaged[MEAN_KEY] != plain[MEAN_KEY]  # the average is other weights
-
-    state = load_state(tmp_path / "ema" / "checkpoint")
-    assert state["averaged_model"]["updates"] == averaged["step"] == 16
-    report = eval_val_suite(tmp_path / "ema", mnist_root, tmp_path / "eval")
-    assert report["mean_accuracy"] == pytest.approx(averaged[MEAN_KEY], abs=1e-12)
-    assert report["metadata"]["checkpoint"]["weights"] == "averaged"
-    # model.pt, the run's final classifier for other tools, is the average too.
-    served = torch.load(tmp_path / "ema" / "model.pt", weights_only=False)["model"]
-    for name, value in state["averaged_model"]["weights"].items():
-        assert torch.equal(served[name], value), name
-
-
-def test_resuming_a_run_without_an_average_starts_one_from_its_weights(tmp_path):
+def test_resuming_a_run_without_an_average_starts_one_from_its_weights(fake_env, tiny, tmp_path):
     run = tmp_path / "run"
-    run_worker(tiny("noise.mode=vanilla"), FakeEnv(run))  # 1 epoch, 8 steps, no average
+    run_worker(tiny("noise.mode=vanilla"), fake_env(run))  # 1 epoch, 8 steps, no average
     assert load_state(run / "checkpoint")["averaged_model"] is None
     resumed = tiny("noise.mode=vanilla", "optim.epochs=2", "optim.ema_decay=0.8")
-    run_worker(resumed, FakeEnv(run, resume=True))
+    run_worker(resumed, fake_env(run, resume=True))
     averaged = load_state(run / "checkpoint")["averaged_model"]
     # one copy of the restored weights, then the 8 steps of epoch 2
     assert averaged["updates"] == 9 and averaged["decay"] == 0.8

@@ -1,40 +1,15 @@
-"""A short, seeded vanilla run on real MNIST lowers the loss and beats 90 % test accuracy;
-one ANT step and one GNT step run and report all parts; each mode's step is chosen once."""
+"""One ANT step and one GNT step run and report every part; each mode's step is chosen
+once. (That a vanilla Madry CNN learns real MNIST: tests/integration/test_training_runs.py.)"""
 
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from generators.networks import create_generator
 from generators.samplers import GaussianNoise
-from trainers.data import load_mnist, resolve_data_root
 from trainers.device import Precision
 from trainers.mixing import Shares
 from trainers.models import create_model
-from trainers.steps import StepParts, ant_step, create_step, noise_step, vanilla_step
-from trainers.validation import accuracy
-
-
-def test_vanilla_madry_cnn_learns_mnist(mnist_root):
-    torch.manual_seed(0)
-    root = resolve_data_root(str(mnist_root))
-    train = load_mnist(root, train=True)
-    test = load_mnist(root, train=False)
-    loader = DataLoader(
-        train, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(0)
-    )
-    precision = Precision.create("cpu")
-    model = create_model("madry_cnn")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for i, (x, y) in enumerate(loader):
-        losses.append(vanilla_step(model, opt, x, y, precision=precision)["loss"])
-        if i == 299:
-            break
-    assert sum(losses[-30:]) / 30 < 0.5 * sum(losses[:30]) / 30
-    sub = torch.utils.data.Subset(test, range(2000))
-    acc = accuracy(model, DataLoader(sub, batch_size=500), precision)
-    assert acc > 0.90, acc
+from trainers.steps import StepParts, ant_step, create_step, noise_step
 
 
 def test_ant_and_gnt_steps_report_every_part():
