@@ -129,6 +129,10 @@ class NoiseSection(_Frozen):
 
 
 class AntSection(_Frozen):
+    # alternating: a generator step, then the classifier's step (the reference); fused: one
+    # forward and backward of the classifier trains both, the generator through a gradient
+    # reversal on its share of the batch (docs/METHOD.md, "The fused step").
+    step: Literal["alternating", "fused"] = "alternating"
     generator: Literal["1x1", "3x3"] = "1x1"
     epsilon: Annotated[float, Field(gt=0)] = 135.0  # l2 size in [0,1] pixel units
     generator_lr: Annotated[float, Field(gt=0)] = 1e-4
@@ -262,6 +266,11 @@ class ExperimentConfig(_Frozen):
         ]
         if needs_validation and self.data.val_size == 0:
             raise ValueError(f"{needs_validation[0]} needs a validation split, but data.val_size=0")
+        if self.ant.step == "fused" and self.noise.shares.current == 0:
+            raise ValueError(
+                "ant.step=fused trains the generator on its own share of each batch: "
+                "it needs noise.shares.current > 0"
+            )
         if self.noise.shares.stylized > 0 and self.data.dataset != "imagenet":
             raise ValueError(
                 "noise.shares.stylized > 0 (ANT+SIN) needs data.dataset=imagenet "

@@ -122,6 +122,13 @@ BAD = [
         "data.val_suite=mnist-c needs a validation split, but data.val_size=0",
     ),
     ("validation suite of no images", ["data.val_suite_images=0"], "data.val_suite_images"),
+    ("unknown ANT step", ["ant.step=free"], "ant.step: Input should be 'alternating' or 'fused'"),
+    (
+        "fused step without a current share",
+        ["ant.step=fused", "noise.shares.clean=0.8", "noise.shares.current=0"],
+        "ant.step=fused trains the generator on its own share of each batch: "
+        "it needs noise.shares.current > 0",
+    ),
 ]
 
 
