@@ -1,12 +1,14 @@
 """Step cost of each training mode, single process, measured so one noisy run cannot mislead.
 
     ANTRAY_DATA_ROOT=../shared/data .venv/bin/python benchmarks/bench_modes.py \\
-        --modes gnt,ant1x1 --repeats 5
+        --modes gnt,ant1x1,ant1x1-fused --repeats 5
 
-The modes are run in alternation (gnt, ant1x1, gnt, ant1x1, ...) ``--repeats`` times, each
-run a fresh process-local training (`--backend local`) on the same ``--train-images`` MNIST
-images with the same seed. "images/s" counts classifier training images over the step loop
-(ANT includes its generator step). Restarts are off (``ant.restart_iterations=0``): the
+The modes are run in alternation (gnt, ant1x1, ant1x1-fused, gnt, ...) ``--repeats`` times,
+each run a fresh process-local training (`--backend local`) on the same ``--train-images``
+MNIST images with the same seed. ``ant1x1-fused`` (and ``ant3x3-fused``) is the ANT config
+with ``ant.step=fused``, one forward and backward of the classifier per step
+(docs/METHOD.md). "images/s" counts classifier training images over the step loop
+(alternating ANT includes its generator step). Restarts are off (``ant.restart_iterations=0``): the
 blocking from-scratch restart of the local backend is not a per-step cost, and the Ray
 backend runs it on an actor. Every mode's rate and its ratio to the first mode are reported
 as median and [min, max] over the rounds; the load average before and after says whether
@@ -27,11 +29,21 @@ import torch
 from orchestrator.config import load_config
 from orchestrator.train import train_from_config
 
-MODES = ["vanilla", "gnt", "speckle", "ant1x1", "ant3x3"]
+# mode -> (the MNIST config it trains, its own overrides)
+MODES: dict[str, tuple[str, list[str]]] = {
+    "vanilla": ("mnist_vanilla", []),
+    "gnt": ("mnist_gnt", []),
+    "speckle": ("mnist_speckle", []),
+    "ant1x1": ("mnist_ant1x1", []),  # ant.step: alternating, the reference
+    "ant1x1-fused": ("mnist_ant1x1", ["ant.step=fused"]),
+    "ant3x3": ("mnist_ant3x3", []),
+    "ant3x3-fused": ("mnist_ant3x3", ["ant.step=fused"]),
+}
 
 
 def run_once(mode: str, overrides: list[str]) -> float:
-    cfg = load_config(f"configs/mnist_{mode}.yaml", overrides)
+    config, own = MODES[mode]
+    cfg = load_config(f"configs/{config}.yaml", [*overrides, *own])
     with tempfile.TemporaryDirectory() as tmp:
         metrics = train_from_config(cfg, f"{tmp}/run", backend="local", track=False)
     return float(metrics["images_per_s"])
@@ -53,7 +65,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[float]]:
     modes = args.modes.split(",")
     unknown = [m for m in modes if m not in MODES]
     if unknown:
-        parser.error(f"--modes: unknown {unknown}; choose from {MODES}")
+        parser.error(f"--modes: unknown {unknown}; choose from {list(MODES)}")
     overrides = [
         "optim.epochs=1",
         f"data.limit_train={args.train_images}",

@@ -2,6 +2,8 @@
 
 The generator maximises the classifier's cross-entropy on ``clip(x + delta)`` with
 ``||delta||_2 = epsilon`` (loss = -CE), the classifier frozen in eval mode (docs/METHOD.md).
+``adversarial_noise`` is the same noise for the fused ANT step, where the generator learns
+from the classifier's own backward through a gradient reversal instead.
 """
 
 from __future__ import annotations
@@ -57,18 +59,8 @@ def generator_step(
     ``generator`` may be DDP-wrapped (its gradients are then averaged over ranks);
     ``classifier`` must be the bare module, so no classifier all-reduce is triggered.
     """
-    core: NoiseGenerator = getattr(generator, "module", generator)
     with frozen(classifier):
-        b, _, h, w = x.shape
-        z = torch.randn(core.latent_shape(b, h, w), device=x.device, dtype=x.dtype)
-        # The generator's layers may run under AMP (their weights and z stay float32); the
-        # projection runs in float32 and float64 outside it: it inverts a cumulative sum.
-        with autocast():
-            delta = generator(z)
-        noisy = clipping_aware_rescale(x, delta.float(), epsilon=epsilon)
-        # The classifier sees the memory format of its batches (channels_last on a GPU run),
-        # not whatever layout the projection's arithmetic produced.
-        noisy = noisy.contiguous(memory_format=memory_format_of(x))
+        noisy = generator_noise(generator, x, epsilon=epsilon, autocast=autocast)
         with autocast():
             # Eval mode: batch norm folded into the convolutions, the same function.
             ce = F.cross_entropy(eval_view(classifier)(noisy), y)
@@ -76,6 +68,63 @@ def generator_step(
         (-ce).backward()
         optimizer.step()
     return ce.detach()
+
+
+def generator_noise(
+    generator: nn.Module,
+    x: torch.Tensor,
+    *,
+    epsilon: float,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> torch.Tensor:
+    """``clip(x + delta)`` with ``||delta||_2 = epsilon`` per image, differentiable in the
+    generator's parameters. ``generator`` may be DDP-wrapped: its forward then runs through
+    the wrapper, which readies the all-reduce of its gradients for the next backward."""
+    core: NoiseGenerator = getattr(generator, "module", generator)
+    b, _, h, w = x.shape
+    z = torch.randn(core.latent_shape(b, h, w), device=x.device, dtype=x.dtype)
+    # The generator's layers may run under AMP (their weights and z stay float32); the
+    # projection runs in float32 (float64 for float64 inputs) and float64 outside it: it
+    # inverts a cumulative sum.
+    with autocast():
+        delta = generator(z)
+    noisy = clipping_aware_rescale(
+        x, delta.to(torch.promote_types(delta.dtype, torch.float32)), epsilon=epsilon
+    )
+    # The classifier sees the memory format of its batches (channels_last on a GPU run),
+    # not whatever layout the projection's arithmetic produced.
+    return noisy.contiguous(memory_format=memory_format_of(x))
+
+
+class _ReverseGradient(torch.autograd.Function):
+    """The identity forward; the backward negates the gradient (Ganin & Lempitsky 2015)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return -grad
+
+
+def reverse_gradient(x: torch.Tensor) -> torch.Tensor:
+    """``x`` unchanged, with the gradient that reaches it negated on the way back."""
+    return _ReverseGradient.apply(x)
+
+
+def adversarial_noise(
+    generator: nn.Module,
+    x: torch.Tensor,
+    *,
+    epsilon: float,
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> torch.Tensor:
+    """``generator_noise`` behind a gradient reversal placed after the exact rescaling: a
+    loss the classifier descends on these images gives the generator the gradient of its
+    ascent. Where ``loss`` is a mean over a batch of ``B`` images of which these are ``n``,
+    the generator's gradient is ``-(n / B)`` times the gradient of their mean loss."""
+    return reverse_gradient(generator_noise(generator, x, epsilon=epsilon, autocast=autocast))
 
 
 def train_generator_from_scratch(

@@ -130,6 +130,10 @@ class NoiseSection(_Frozen):
 
 
 class AntSection(_Frozen):
+    # alternating: a generator step, then the classifier's step (the reference); fused: one
+    # forward and backward of the classifier trains both, the generator through a gradient
+    # reversal on its share of the batch (docs/METHOD.md, "The fused step").
+    step: Literal["alternating", "fused"] = "alternating"
     generator: Literal["1x1", "3x3"] = "1x1"
     # The l2 size of each perturbation over the whole image, in [0, 1] pixel units: the one
     # unit of every epsilon antray takes (--set, tune's --grid, eval's --eps-star-epsilon).
@@ -290,6 +294,11 @@ class ExperimentConfig(_Frozen):
         ]
         if needs_validation and self.data.val_size == 0:
             raise ValueError(f"{needs_validation[0]} needs a validation split, but data.val_size=0")
+        if self.ant.step == "fused" and self.noise.shares.current == 0:
+            raise ValueError(
+                "ant.step=fused trains the generator on its own share of each batch: "
+                "it needs noise.shares.current > 0"
+            )
         if self.noise.shares.stylized > 0 and self.data.dataset != "imagenet":
             raise ValueError(
                 "noise.shares.stylized > 0 (ANT+SIN) needs data.dataset=imagenet "

@@ -1,5 +1,6 @@
 """Batch composition: how many images of each batch are clean, noised by the current
-generator, noised by replayed generators, or stylized (docs/METHOD.md).
+generator, noised by replayed generators, or stylized (docs/METHOD.md), and the batch cut
+into those parts (``MixedBatch``).
 
 Counts are exact integers for any batch size (largest-remainder rounding), so the
 mix of a batch of 7 is as close to 50/30/20 as integers allow and always sums to 7.
@@ -10,6 +11,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import torch
+
+from generators.networks import NoiseGenerator
+from trainers.device import Precision
+
+Parts = list[tuple[str, torch.Tensor, torch.Tensor]]  # (name, images, labels), in batch order
 
 PARTS = ("clean", "current", "replay", "stylized")
 
@@ -59,3 +67,57 @@ def split_replay(count: int, generators: int) -> list[int]:
     if generators <= 0:
         return []
     return largest_remainder(count, [1.0] * generators)
+
+
+@dataclass(frozen=True)
+class MixedBatch:
+    """One ANT batch cut into its parts, in order: clean, current generator, each replayed
+    generator; and the stylized images, which come from their own stream (ANT+SIN)."""
+
+    clean: tuple[torch.Tensor, torch.Tensor]
+    current: tuple[torch.Tensor, torch.Tensor]
+    replay: list[tuple[NoiseGenerator, torch.Tensor, torch.Tensor]]
+    stylized: tuple[torch.Tensor, torch.Tensor] | None
+
+    @classmethod
+    def split(
+        cls,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        shares: Shares,
+        replay: Sequence[NoiseGenerator],
+        stylized: tuple[torch.Tensor, torch.Tensor] | None,
+        precision: Precision,
+    ) -> MixedBatch:
+        """``replay``: the old generators sampled for this batch (empty: no history yet,
+        and the replay share goes to the current generator)."""
+        counts = split_batch(x.shape[0], shares, has_history=bool(replay))
+        if stylized is None and counts["stylized"]:
+            raise ValueError("shares.stylized > 0 needs a stylized batch (data.stylized_root)")
+        start = 0
+
+        def take(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            nonlocal start
+            chunk = x[start : start + n], y[start : start + n]
+            start += n
+            return chunk
+
+        clean, current = take(counts["clean"]), take(counts["current"])
+        old = [
+            (g, *take(n))
+            for g, n in zip(replay, split_replay(counts["replay"], len(replay)), strict=True)
+        ]
+        styled = None
+        if counts["stylized"]:
+            sx, sy = stylized  # type: ignore[misc]
+            n = counts["stylized"]
+            styled = precision.images(sx[:n]), sy[:n].to(x.device)
+        return cls(clean, current, old, styled)
+
+    def parts(self, current: torch.Tensor, replayed: Sequence[torch.Tensor]) -> Parts:
+        """The classifier's parts, given the noised images of the current and replay parts."""
+        parts: Parts = [("clean", *self.clean), ("current", current, self.current[1])]
+        parts += [("replay", px, oy) for px, (_, _, oy) in zip(replayed, self.replay, strict=True)]
+        if self.stylized is not None:
+            parts.append(("stylized", *self.stylized))
+        return parts

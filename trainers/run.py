@@ -177,6 +177,7 @@ def setup_run(
         generator_optimizer=life.optimizer if life else None,
         replay=life.replay if life else None,
         stylized=_stylized_batches(cfg, env, root, batches.size, shares) if life else None,
+        ant_step=cfg.ant.step,
     )
     steps_per_epoch = len(batches.loader)
     total_steps = steps_per_epoch * cfg.optim.epochs

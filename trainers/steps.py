@@ -2,10 +2,14 @@
 
 vanilla: a classifier step on clean images.
 gnt / speckle: 50 % of the batch stays clean, the rest gets the fixed noise.
-ant: one generator step (maximise CE, classifier frozen in eval mode), then one
-classifier step on the mixed batch: clean / current generator / replayed generators.
+ant (``ant.step: alternating``, the reference): one generator step (maximise CE, classifier
+frozen in eval mode), then one classifier step on the mixed batch: clean / current
+generator / replayed generators.
+ant (``ant.step: fused``): one classifier step on the same mixed batch, where the current
+generator's noise carries a gradient reversal: the one backward gives the classifier its
+descent and the generator its ascent, each applied by its own optimizer.
 
-Steps take the (possibly DDP-wrapped) classifier; the generator step reaches the
+Steps take the (possibly DDP-wrapped) classifier; the alternating generator step reaches the
 bare module so only the generator's gradients are all-reduced.
 
 ``create_step(mode, parts)`` picks a mode's step once, when a run starts: the loop then
@@ -25,11 +29,10 @@ from torch import nn
 from generators.networks import NoiseGenerator
 from generators.rescale import clipping_aware_rescale
 from generators.samplers import IMAGENET_C_SPECKLE_LEVELS, GaussianNoise, SpeckleNoise
-from generators.training import generator_step
+from generators.training import adversarial_noise, generator_step
 from trainers.device import Precision
-from trainers.mixing import Shares, split_batch, split_replay
+from trainers.mixing import MixedBatch, Parts, Shares, split_batch
 
-Parts = list[tuple[str, torch.Tensor, torch.Tensor]]
 StepMetrics = dict[str, float]
 StepFn = Callable[[torch.Tensor, torch.Tensor], StepMetrics]
 
@@ -45,22 +48,31 @@ def classifier_step(
     parts: Parts,
     precision: Precision,
     extra: dict[str, torch.Tensor] | None = None,
+    *,
+    generator_optimizer: torch.optim.Optimizer | None = None,
 ) -> StepMetrics:
     """One SGD step on the concatenation of ``parts``; per-part loss/accuracy sums.
 
+    ``generator_optimizer`` (the fused ANT step) is stepped on the same backward: a part
+    behind a gradient reversal gives its generator the gradient of the loss's ascent.
     The metrics (and the 0-d tensors in ``extra``, e.g. the generator's CE) are read from
     the device in one transfer after the step is queued: one synchronisation per step."""
     parts = [p for p in parts if p[1].shape[0] > 0]
     x = precision.images(torch.cat([p[1] for p in parts]))
     y = torch.cat([p[2] for p in parts]).to(x.device)
+    optimizers = [optimizer] + ([generator_optimizer] if generator_optimizer is not None else [])
     classifier.train()
     with precision.autocast():
         logits = classifier(x)
-        losses = F.cross_entropy(logits.float(), y, reduction="none")
+        # At least float32 (bf16 logits under AMP), float64 where the model is.
+        wide = logits.to(torch.promote_types(logits.dtype, torch.float32))
+        losses = F.cross_entropy(wide, y, reduction="none")
     loss = losses.mean()
-    optimizer.zero_grad(set_to_none=True)
+    for opt in optimizers:
+        opt.zero_grad(set_to_none=True)
     loss.backward()
-    optimizer.step()
+    for opt in optimizers:
+        opt.step()
     names, values = ["loss"], [loss.detach()]
     metrics: StepMetrics = {"images": float(y.shape[0])}
     with torch.no_grad():
@@ -148,33 +160,60 @@ def ant_step(
         epsilon=epsilon,
         autocast=precision.autocast,
     )
-    counts = split_batch(x.shape[0], shares, has_history=bool(replay))
-    if stylized is None and counts["stylized"]:
-        raise ValueError("shares.stylized > 0 needs a stylized batch (data.stylized_root)")
-    parts: Parts = []
-    start = 0
-
-    def take(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        nonlocal start
-        chunk = x[start : start + n], y[start : start + n]
-        start += n
-        return chunk
-
-    parts.append(("clean", *take(counts["clean"])))
-    noised: list[tuple[str, NoiseGenerator, torch.Tensor, torch.Tensor]] = [
-        ("current", bare(generator), *take(counts["current"]))
-    ]
-    for old, n in zip(replay, split_replay(counts["replay"], len(replay)), strict=True):
-        noised.append(("replay", old, *take(n)))
-    perturbed = perturb_chunks([(g, cx) for _, g, cx, _ in noised], epsilon, precision)
-    parts += [(name, px, cy) for (name, _, _, cy), px in zip(noised, perturbed, strict=True)]
-    if counts["stylized"]:
-        sx, sy = stylized  # type: ignore[misc]
-        n = counts["stylized"]
-        parts.append(("stylized", precision.images(sx[:n]), sy[:n].to(x.device)))
-    return classifier_step(
-        classifier, optimizer, parts, precision, extra={"generator_ce": generator_ce}
+    batch = MixedBatch.split(x, y, shares, replay, stylized, precision)
+    (cx, _), old = batch.current, batch.replay
+    # The updated generator's noise and the replayed ones, rescaled in one call.
+    current, *replayed = perturb_chunks(
+        [(bare(generator), cx), *((g, ox) for g, ox, _ in old)], epsilon, precision
     )
+    return classifier_step(
+        classifier,
+        optimizer,
+        batch.parts(current, replayed),
+        precision,
+        extra={"generator_ce": generator_ce},
+    )
+
+
+def fused_ant_step(
+    classifier: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    generator: nn.Module,
+    generator_optimizer: torch.optim.Optimizer,
+    replay: Sequence[NoiseGenerator],
+    epsilon: float,
+    shares: Shares,
+    precision: Precision,
+    stylized: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> StepMetrics:
+    """ANT in one forward and one backward of the classifier (docs/METHOD.md, "The fused
+    step"): the mixed batch of ``ant_step``, its current part noised by the generator as it
+    is (before this step's update) behind a gradient reversal. The classifier descends the
+    batch's mean loss; the generator, through the reversal, ascends it on its share only.
+
+    ``generator`` may be DDP-wrapped: its forward runs through the wrapper, so the one
+    backward all-reduces the generator's gradients beside the classifier's.
+    ``generator_ce`` is the classifier's mean CE on the current part, before the update.
+    """
+    x = precision.images(x)
+    y = y.to(x.device)
+    batch = MixedBatch.split(x, y, shares, replay, stylized, precision)
+    (cx, _), old = batch.current, batch.replay
+    current = adversarial_noise(generator, cx, epsilon=epsilon, autocast=precision.autocast)
+    replayed = perturb_chunks([(g, ox) for g, ox, _ in old], epsilon, precision)
+    metrics = classifier_step(
+        classifier,
+        optimizer,
+        batch.parts(current, replayed),
+        precision,
+        generator_optimizer=generator_optimizer,
+    )
+    if metrics.get("current_count"):
+        metrics["generator_ce"] = metrics["current_loss_sum"] / metrics["current_count"]
+    return metrics
 
 
 def perturb_chunks(
@@ -184,6 +223,8 @@ def perturb_chunks(
     without gradients: each generator's noise (under AMP where the run uses it), then one
     exact rescaling of all chunks together (one sort instead of one per generator; each
     image's rescaling is independent of the others)."""
+    if not chunks:
+        return []
     sizes = [x.shape[0] for _, x in chunks]
     with torch.no_grad():
         with precision.autocast():
@@ -215,6 +256,7 @@ class StepParts:
     generator_optimizer: torch.optim.Optimizer | None = None
     replay: Callable[[], Sequence[NoiseGenerator]] | None = None
     stylized: Iterator[tuple[torch.Tensor, torch.Tensor]] | None = None
+    ant_step: str = "alternating"  # or "fused" (ANT_STEPS)
 
 
 def _vanilla(p: StepParts) -> StepFn:
@@ -242,10 +284,13 @@ def _noise(sampler: Callable[[torch.Tensor], torch.Tensor], p: StepParts) -> Ste
 def _ant(p: StepParts) -> StepFn:
     if p.generator is None or p.generator_optimizer is None or p.replay is None:
         raise ValueError("mode ant needs a generator, its optimizer and a replay source")
+    if p.ant_step not in ANT_STEPS:
+        raise KeyError(f"unknown ant step {p.ant_step!r}; known: {sorted(ANT_STEPS)}")
+    ant = ANT_STEPS[p.ant_step]
     generator, generator_optimizer, replay = p.generator, p.generator_optimizer, p.replay
 
     def step(x: torch.Tensor, y: torch.Tensor) -> StepMetrics:
-        return ant_step(
+        return ant(
             p.classifier,
             p.optimizer,
             x,
@@ -261,6 +306,8 @@ def _ant(p: StepParts) -> StepFn:
 
     return step
 
+
+ANT_STEPS = {"alternating": ant_step, "fused": fused_ant_step}
 
 # The training modes, the one place their names are listed (noise.mode takes them from here).
 Mode = Literal["vanilla", "gnt", "speckle", "ant"]

@@ -74,6 +74,7 @@ class AntKeys(Protocol):
     restart_every_steps: int | None
     snapshot_every_steps: int | None
     replay_generators_per_batch: int
+    step: str  # "alternating" (the reference) or "fused" (trainers/steps.py::ANT_STEPS)
 
 
 class RuntimeKeys(Protocol):

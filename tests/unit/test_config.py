@@ -124,6 +124,13 @@ BAD = [
     ),
     ("validation suite of no images", ["data.val_suite_images=0"], "data.val_suite_images"),
     ("a retired key", ["data.limit_test=128"], "data.limit_test: no longer a key"),
+    ("unknown ANT step", ["ant.step=free"], "ant.step: Input should be 'alternating' or 'fused'"),
+    (
+        "fused step without a current share",
+        ["ant.step=fused", "noise.shares.clean=0.8", "noise.shares.current=0"],
+        "ant.step=fused trains the generator on its own share of each batch: "
+        "it needs noise.shares.current > 0",
+    ),
 ]
 
 
