@@ -124,6 +124,7 @@ BAD = [
     ),
     ("validation suite of no images", ["data.val_suite_images=0"], "data.val_suite_images"),
     ("a retired key", ["data.limit_test=128"], "data.limit_test: no longer a key"),
+    ("a section that is not a mapping", ["data=[1, 2]"], "data: Input should be a valid dict"),
 ]
 
 
