@@ -255,10 +255,13 @@ class ExperimentConfig(_Frozen):
             return raw
         data, ant = raw.get("data") or {}, raw.get("ant") or {}
         default = DataSection.model_fields["dataset"].default
-        dataset = data.get("dataset", default) if isinstance(data, dict) else data.dataset
+        if isinstance(data, dict):
+            dataset = data.get("dataset", default)
+        else:
+            dataset = getattr(data, "dataset", None)
         epsilon = ant.get("epsilon") if isinstance(ant, dict) else getattr(ant, "epsilon", None)
-        if epsilon is not None or dataset not in IMAGE_SPECS:  # a bad name: reported by its field
-            return raw
+        if epsilon is not None or not isinstance(dataset, str) or dataset not in IMAGE_SPECS:
+            return raw  # (a bad section or name is reported by its own field)
         size = IMAGE_SPECS[dataset].default_epsilon
         if isinstance(ant, dict):
             return {**raw, "ant": {**ant, "epsilon": size}}

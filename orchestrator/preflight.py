@@ -37,6 +37,16 @@ def check_model(cfg: Any) -> None:
         raise UserError(f"model.weights_path: no file at {cfg.model.weights_path}")
 
 
+def check_epsilon(cfg: Any) -> None:
+    """Validation refuses an unreachable ``ant.epsilon``; a config changed since without it
+    (``model_copy(update=...)`` in a script) is refused here, before anything starts."""
+    from trainers.data import unreachable_epsilon
+
+    problem = unreachable_epsilon(cfg.ant.epsilon, cfg.data.dataset)
+    if problem:
+        raise UserError(f"ant.epsilon={problem} (data.dataset={cfg.data.dataset})")
+
+
 def check_run(
     cfg: Any,
     location: RunLocation,
@@ -55,6 +65,7 @@ def check_run(
     from trainers.data import resolve_data_root
 
     check_model(cfg)
+    check_epsilon(cfg)
     wanted = data_root or cfg.data.root
     in_store = is_uri(wanted)
     if in_store and backend == "local":

@@ -131,6 +131,7 @@ BAD = [
         "ant.step=fused trains the generator on its own share of each batch: "
         "it needs noise.shares.current > 0",
     ),
+    ("a section that is not a mapping", ["data=[1, 2]"], "data: Input should be a valid dict"),
 ]
 
 

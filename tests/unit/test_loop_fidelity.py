@@ -3,6 +3,8 @@ validation on a split of the training images (never the test set), the reference
 restart and replay schedule, cheap rank agreement, and mid-epoch checkpoints that resume
 at their step. Single process (``LocalEnv``), no Ray."""
 
+import shutil
+
 import pytest
 import torch
 
@@ -50,11 +52,19 @@ MNIST_SMALL = [
 ]
 
 
-def test_training_reads_the_training_files_only(fake_env, tiny, mnist_root, tmp_path, monkeypatch):
+def test_training_reads_the_training_files_only(tiny, mnist_root, tmp_path, monkeypatch):
+    """`antray train` (checks before start, then training) on a data root that holds
+    MNIST's training files only: the test images are for `antray eval`."""
+    from orchestrator.train import train_from_config
+
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
+        shutil.copy(mnist_root / "MNIST" / "raw" / name, raw / name)
     calls = _spy_on_dataset_loads(monkeypatch)
     cfg = tiny(*MNIST_SMALL)  # ANT: the inline restarts read batches too
-    metrics = run_worker(
-        cfg, fake_env(tmp_path), make_service=inline_service, data_root=str(mnist_root)
+    metrics = train_from_config(
+        cfg, tmp_path / "run", backend="local", data_root=str(tmp_path / "data"), track=False
     )
     assert calls and all(calls), "the test set (train=False) was loaded during training"
     assert "val_clean_acc" in metrics and "val_generator_acc" in metrics

@@ -3,14 +3,12 @@ exit 2, one line on stderr, and no run directory. Also: storage locations and Ra
 token authentication on the driver."""
 
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 import ray
 
-from orchestrator import preflight
 from orchestrator.cli import main
 from orchestrator.config import load_config
 from orchestrator.errors import UserError
@@ -55,33 +53,6 @@ def test_missing_dataset(tmp_path, capsys, backend):
     assert code == 2 and len(err.splitlines()) == 1, err
     assert "MNIST files missing" in err
     assert not (tmp_path / "run").exists()
-
-
-def test_training_needs_the_training_files_only(tmp_path, mnist_root):
-    """The test images are for `antray eval`: a data root without them trains."""
-    from orchestrator.train import train_from_config
-
-    raw = tmp_path / "data" / "MNIST" / "raw"
-    raw.mkdir(parents=True)
-    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
-        shutil.copy(mnist_root / "MNIST" / "raw" / name, raw / name)
-    tiny = [
-        "optim.epochs=1",
-        "data.limit_train=128",
-        "data.limit_val=64",
-        "data.val_suite=none",
-        "optim.select_epoch=last",
-        "ant.restart_iterations=2",
-        "runtime.torch_threads=1",
-    ]
-    data = str(tmp_path / "data")
-    # The Ray backend checks the data with the same function, before Ray starts.
-    preflight.check_data(load_config(ANT).to_dict(), data)
-    run = tmp_path / "run"
-    metrics = train_from_config(
-        load_config(ANT, tiny), run, backend="local", data_root=data, track=False
-    )
-    assert metrics["step"] == 1 and (run / "model.pt").is_file()
 
 
 def test_unknown_model_name(tmp_path, capsys, mnist_root):
@@ -194,7 +165,6 @@ def test_custom_endpoint_gives_train_a_pyarrow_filesystem():
 
 
 def test_resume_reads_where_the_run_recorded_its_checkpoints(tmp_path):
-    from orchestrator.config import load_config
 
     run = tmp_path / "run"
     run.mkdir()
@@ -292,7 +262,6 @@ def test_data_uri_on_the_local_backend_is_refused_before_any_network_call(tmp_pa
 
 
 def test_config_paths_become_absolute_but_uris_stay_uris(tmp_path, monkeypatch):
-    from orchestrator.config import load_config
     from orchestrator.train import absolute_paths
 
     monkeypatch.chdir(tmp_path)

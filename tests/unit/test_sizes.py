@@ -68,6 +68,19 @@ def test_a_size_at_or_above_the_largest_distance_is_refused(
     assert not out.exists()
 
 
+def test_the_checks_before_a_run_refuse_a_size_set_after_validation(tmp_path, no_ray):
+    from orchestrator import preflight
+    from orchestrator.train import train_from_config
+
+    cfg = load_config(ANT)
+    cfg = cfg.model_copy(update={"ant": cfg.ant.model_copy(update={"epsilon": 30.0})})
+    with pytest.raises(UserError, match=r"ant.epsilon=30 is at or above 28, the largest l2"):
+        preflight.check_epsilon(cfg)
+    with pytest.raises(UserError, match="ant.epsilon=30"):
+        train_from_config(cfg, tmp_path / "run", backend="local", track=False)
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_sampled_range_reaching_past_the_limit_is_refused():
     cfg = load_config(ANT)
     check_space_values(cfg, SPACES["ant_epsilon"], None)  # the shipped range: fine
