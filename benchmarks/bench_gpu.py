@@ -148,7 +148,7 @@ def profile_step(mode: str, setting: Setting, precision: Precision, *, steps: in
             step(x, y)
         _sync(precision.device)
     key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=25)
+    return prof.key_averages().table(sort_by=key, row_limit=40)
 
 
 def bare_rows(
