@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_gpu.py                     # the full GPU run (< 6 min)
     .venv/bin/python benchmarks/bench_gpu.py --tiny --device cpu  # a seconds-long CPU check
 
-Bare loop: each mode (vanilla, GNT sigma 0.5, ANT 1x1, ANT 3x3) x precision (fp32, bf16
+Bare loop: each mode (vanilla, GNT sigma 0.5, ANT 1x1, ANT 3x3; on request
+``ant1x1-fused`` and ``ant3x3-fused``, ANT with ``ant.step=fused``) x precision (fp32, bf16
 autocast) x memory format (NCHW, channels_last) runs the project's own step functions
 (`trainers.steps.create_step`) on one device and one fixed batch already on it, `--warmup`
 steps then `--steps` timed ones, the device synchronised around the timed window.
@@ -39,6 +40,8 @@ from trainers.models import create_model
 from trainers.steps import StepParts, create_step
 
 MODES = ("vanilla", "gnt", "ant1x1", "ant3x3")
+# Also accepted by --modes and --profile, not run by default: ANT with ant.step=fused.
+FUSED_MODES = ("ant1x1-fused", "ant3x3-fused")
 # The paper's ImageNet settings (docs/METHOD.md): SGD lr 1e-3 momentum 0.9, GNT sigma 0.5,
 # ANT epsilon 135 at 224x224x3 with 50 / 30 / 20 % clean / current / replay.
 GNT_SIGMA = 0.5
@@ -85,7 +88,7 @@ def make_step(
         return create_step(
             mode, StepParts(model, optimizer, precision, shares, sigmas=(GNT_SIGMA,))
         )
-    kind = mode.removeprefix("ant")
+    kind, ant_step = ant_variant(mode)
     generator = create_generator(kind, channels=3).to(precision.device)
     # Two replayed generators per batch, as in the reference (0.1 of the batch each).
     replay = [
@@ -101,8 +104,16 @@ def make_step(
         generator=generator,
         generator_optimizer=torch.optim.Adam(generator.parameters(), lr=1e-4),
         replay=lambda: replay,
+        ant_step=ant_step,
     )
     return create_step("ant", parts)
+
+
+def ant_variant(mode: str) -> tuple[str, str]:
+    """(generator kind, ``ant.step``) of an ANT mode: ``ant3x3`` -> ("3x3", "alternating"),
+    ``ant1x1-fused`` -> ("1x1", "fused")."""
+    kind, _, fused = mode.removeprefix("ant").partition("-")
+    return kind, "fused" if fused else "alternating"
 
 
 def _sync(device: torch.device) -> None:
@@ -194,7 +205,8 @@ def orchestrator_overrides(
         "noise.shares.clean=0.5",
         f"noise.shares.current={ANT_SHARES.current if ant else 0.5}",
         f"noise.shares.replay={ANT_SHARES.replay if ant else 0.0}",
-        f"ant.generator={mode.removeprefix('ant') if ant else '1x1'}",
+        f"ant.generator={ant_variant(mode)[0] if ant else '1x1'}",
+        f"ant.step={ant_variant(mode)[1] if ant else 'alternating'}",
         f"ant.epsilon={_epsilon(setting.image_size)}",
         "ant.restart_iterations=0",
         f"runtime.amp={str(precision == 'bf16').lower()}",
@@ -284,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--profile",
-        choices=MODES,
+        choices=MODES + FUSED_MODES,
         help="also print a torch.profiler table of this mode's step (fastest precision)",
     )
     p.add_argument("--tiny", action="store_true", help="CPU smoke sizes: 32 px, batch 8, 2 steps")
@@ -301,7 +313,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         # The orchestrator runs read a dataset: the 28x28 synthetic one with a small CNN.
         args.dataset = "synthetic"
     for name, allowed in (
-        ("modes", MODES),
+        ("modes", MODES + FUSED_MODES),
         ("precisions", ("fp32", "bf16")),
         ("formats", ("nchw", "channels_last")),
     ):

@@ -6,7 +6,10 @@ Times (median of ``--repeats`` blocks of ``--steps`` calls, ms per call) for the
 ANT 1x1 steps of `trainers.steps` and for the parts of the ANT step in isolation: the
 classifier step on the mixed batch, the generator step (classifier forward + backward to the
 input in eval mode, generator forward + backward, exact rescaling), and the no-grad noise
-for the current and replayed parts. Real MNIST training images, Madry CNN, batch 128.
+for the current and replayed parts; then the fused ANT step (``ant.step: fused``) and its
+parts: the classifier step with the input gradient its batch needs, the current generator's
+noise forward and backward on its share, the replayed parts' noise. Real MNIST training
+images, Madry CNN, batch 128.
 
 Beside each time, the part's arithmetic: the floating-point operations of its matrix products
 and convolutions (``torch.utils.flop_counter``, one call; elementwise work, sorts and the
@@ -30,7 +33,7 @@ from evaluation.corruption_loop import stack_images
 from generators.networks import create_generator
 from generators.optim import adam
 from generators.rescale import clipping_aware_rescale
-from generators.training import frozen, generator_step
+from generators.training import frozen, generator_noise, generator_step
 from trainers.data import load_split, resolve_data_root
 from trainers.device import Precision
 from trainers.mixing import Shares
@@ -102,6 +105,23 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         ),
     )
 
+    fused_model, fused_opt = classifier()
+    fused_gen = create_generator("1x1", channels=1)
+    fused = create_step(
+        "ant",
+        StepParts(
+            fused_model,
+            fused_opt,
+            precision,
+            Shares(0.5, 0.3, 0.2, 0.0),
+            epsilon=EPSILON,
+            generator=fused_gen,
+            generator_optimizer=adam(fused_gen.parameters(), lr=1e-4),
+            replay=lambda: replay,
+            ant_step="fused",
+        ),
+    )
+
     def classifier_step():
         model.train()
         loss = F.cross_entropy(model(x), y)
@@ -123,6 +143,22 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     n_current, n_replay = round(0.3 * args.batch), round(0.1 * args.batch)
 
+    def classifier_step_with_input_gradient():
+        xi = x.clone().requires_grad_(True)  # the fused step's batch needs one, for its noise
+        model.train()
+        loss = F.cross_entropy(model(xi), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def current_noise_forward_backward():
+        generator_noise(gen, x[:n_current], epsilon=EPSILON).sum().backward()
+
+    @torch.no_grad()
+    def noise_for_replayed_parts():
+        for old in replay:
+            old.perturb(x[:n_replay], epsilon=EPSILON)
+
     @torch.no_grad()
     def noise_for_classifier_batch():
         gen.perturb(x[:n_current], epsilon=EPSILON)
@@ -140,6 +176,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         "    generator forward + backward": generator_forward_backward,
         "    exact rescaling forward + backward": rescale_forward_backward,
         "  noise for the current + replayed parts (no grad)": noise_for_classifier_batch,
+        "ANT 1x1 fused step (whole)": lambda: fused(x, y),
+        "  classifier step on the mixed batch, with the input gradient": (
+            classifier_step_with_input_gradient
+        ),
+        "  current generator's noise, forward + backward (its share)": (
+            current_noise_forward_backward
+        ),
+        "  noise for the replayed parts (no grad)": noise_for_replayed_parts,
     }
     flops = {name: gflop(fn) for name, fn in parts.items()}
     ms = {name: timed(fn, steps=args.steps, repeats=args.repeats) for name, fn in parts.items()}
@@ -156,6 +200,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ant, gnt = "ANT 1x1 step (whole)", "GNT step (whole)"
     time_ratio, flop_ratio = ms[ant] / ms[gnt], flops[ant] / flops[gnt]
     print(f"\nANT / GNT step: {time_ratio:.2f} in time, {flop_ratio:.2f} in GFLOP")
+    fused_name = "ANT 1x1 fused step (whole)"
+    print(
+        f"fused ANT / GNT step: {ms[fused_name] / ms[gnt]:.2f} in time, "
+        f"{flops[fused_name] / flops[gnt]:.2f} in GFLOP"
+    )
     return {**ms, **{f"{name} GFLOP": value for name, value in flops.items()}}
 
 

@@ -33,3 +33,16 @@ def test_bench_modes_times_each_mode(at_repo, mnist_root, one_torch_thread, caps
     )
     assert set(rates) == {"gnt", "ant1x1"} and all(r[0] > 0 for r in rates.values())
     assert "| ant1x1 |" in capsys.readouterr().out  # its row of the printed table
+
+
+def test_bench_modes_times_step_blocks_of_the_fused_step(
+    at_repo, mnist_root, one_torch_thread, capsys
+):
+    rates = bench_modes.main(
+        ["--modes", "gnt,ant1x1-fused", "--repeats", "2", "--block-steps", "2",
+         "--train-images", "256", "--threads", "1"]
+    )  # fmt: skip
+    assert set(rates) == {"gnt", "ant1x1-fused"}
+    assert all(len(r) == 2 and min(r) > 0 for r in rates.values())
+    out = capsys.readouterr().out
+    assert "| ant1x1-fused |" in out and "blocks of 2 steps" in out
