@@ -70,10 +70,10 @@ class StepBlocks:
         config, own = MODES[mode]
         cfg = load_config(f"configs/{config}.yaml", [*overrides, *own])
         self.run: Run = setup_run(cfg, LocalEnv(Path(run_dir)), make_service=inline_service)
-        self.run.order.set_epoch(0)
+        self.run.batches.order.set_epoch(0)
         if self.run.life is not None:  # the epoch start: ANT's first replay snapshot
             self.run.life.before_step(0, epoch_start=True)
-        self.batches = itertools.cycle(list(self.run.loader))
+        self.batches = itertools.cycle(list(self.run.batches.loader))
 
     def rate(self, steps: int) -> float:
         block = [next(self.batches) for _ in range(steps)]
